@@ -1,0 +1,1 @@
+"""Serving-engine scrapers: Prometheus text in, token and phase-time counters out."""

@@ -1,0 +1,1 @@
+"""GPU sampling through NVML: energy, power, utilization, identity, MIG."""

@@ -1,0 +1,42 @@
+"""What the agent reads from one GPU in one sampling cycle, ready for export."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class MigInstanceReading:
+    """One MIG instance of a parent GPU and the share of the parent's energy it is given."""
+
+    uuid: str
+    parent_uuid: str
+    profile: str
+    share: float
+    share_method: str  # "activity" when measured, "slices" when by slice size
+
+
+@dataclass(frozen=True)
+class GpuReading:
+    """One physical GPU after a sampling cycle.
+
+    ``energy_joules`` is the cumulative, never-decreasing energy the agent exports for this GPU
+    (from the ledger), not the raw NVML counter. ``power_scope`` says what the power and energy
+    cover: ``gpu`` for the GPU alone, ``module`` where only a Grace module reading exists.
+    """
+
+    uuid: str
+    index: int
+    name: str
+    sku: str
+    architecture: str
+    energy_joules: float | None
+    energy_source: str
+    power_watts: float | None
+    power_scope: str
+    utilization: float | None
+    memory_used_bytes: int | None
+    memory_total_bytes: int | None
+    module_energy_joules: float | None = None
+    mig_instances: tuple[MigInstanceReading, ...] = ()
+    healthy: bool = True
