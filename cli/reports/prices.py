@@ -64,7 +64,7 @@ def validate(entry: PriceEntry) -> PriceEntry:
     for name in ("usd_per_gpu_hour", "capex_usd", "amortization_years", "usd_per_kwh"):
         value = getattr(entry, name)
         if value is not None and value < 0:
-            raise PriceError(f"{name.replace('_', '-')} must not be negative (got {value})")
+            raise PriceError(f"--{name.replace('_', '-')} must not be negative (got {value})")
 
     if entry.scope == SCOPE_SKU:
         if entry.usd_per_kwh is not None or entry.pue is not None:
