@@ -135,7 +135,8 @@ def _worker(parsed: ParsedPayload, inner: str | None) -> Detection:
 
 def _version_hint(parsed: ParsedPayload, table: EngineTable) -> str | None:
     for family, hint in table.version_hints:
-        if family in parsed.families:
+        # OpenMetrics names a counter family without its '_total'.
+        if family in parsed.families or family.removesuffix("_total") in parsed.families:
             return hint
     return None
 

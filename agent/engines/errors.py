@@ -9,6 +9,10 @@ class ScrapeError(WattledgerError):
     """An engine endpoint could not be read: unreachable, too slow, an HTTP error, or no metrics."""
 
 
+class Unreachable(ScrapeError):
+    """Nothing answered at the endpoint's address (connection refused, no route, unknown host)."""
+
+
 class EmptyPayload(ScrapeError):
     """The endpoint answered with no metrics at all: a failed scrape, never a page of zeros."""
 

@@ -360,7 +360,7 @@ class PageMapper:
         ]
         if not looked_for:
             return f"{label}: {self.tables[0].engine} exports no such metric"
-        return f"{label}: none of {', '.join(looked_for)} on this page"
+        return f"{label}: no readable {' or '.join(looked_for)} on this page"
 
     def _tables_used(self, choices: Iterable[Choice]) -> list[EngineTable]:
         used = [self.tables[0]]
