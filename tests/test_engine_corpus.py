@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import corpus_file
 from wattledger.agent.engines.read import read_payload
 from wattledger.cli.probe import probe_command
@@ -24,6 +23,12 @@ FIELDS = (
     "requests",
     "prefill_seconds",
     "decode_seconds",
+)
+
+
+# SGLang v0.3 labelled the model with its path, under the label 'name'.
+SGLANG_V03_MODEL = (
+    "/shared/public/models/meta-llama/Llama-3.2-3B/5cc0ffe09ee49f7be6ca7c794ee6bd7245e84e60/"
 )
 
 
@@ -87,7 +92,9 @@ EXPECTED = {
     "sglang-0.4-pd-deepseek-r1-cached-aborted-excerpt.prom": Expect(
         engine="sglang",
         role="aggregated",
-        models={"/home/user/models/deepseek-ai__DeepSeek-R1": (None, 2688.0, None, 217.0, None, None)},
+        models={
+            "/home/user/models/deepseek-ai__DeepSeek-R1": (None, 2688.0, None, 217.0, None, None)
+        },
         sources={"input_cached_tokens": "counter sglang:cached_tokens_total"},
         absent_contains=("SGLang exports no per-phase seconds",),
         notes_contain=("engine_type=unified is also reported", "ends with a declaration"),
@@ -97,7 +104,9 @@ EXPECTED = {
         role="aggregated",
         # 8.128902e+06 and 7.557572e+06 on the page; no num_requests_total, so requests come
         # from the e2e latency histogram's count.
-        models={"meta-llama/Llama-3.1-8B-Instruct": (8128902.0, None, 7557572.0, 11228.0, None, None)},
+        models={
+            "meta-llama/Llama-3.1-8B-Instruct": (8128902.0, None, 7557572.0, 11228.0, None, None)
+        },
         sources={"requests": "histogram_count sglang:e2e_request_latency_seconds"},
         indicators={
             "running_requests": 162.0,
@@ -111,11 +120,7 @@ EXPECTED = {
     "sglang-v0.3-pr1853-name-label-excerpt.prom": Expect(
         engine="sglang",
         role="aggregated",
-        models={
-            "/shared/public/models/meta-llama/Llama-3.2-3B/5cc0ffe09ee49f7be6ca7c794ee6bd7245e84e60/": (
-                230794.0, None, None, None, None, None,
-            )
-        },
+        models={SGLANG_V03_MODEL: (230794.0, None, None, None, None, None)},
     ),
     "triton-base-nv_inference-23.11-zeros.prom": Expect(
         engine="triton",
@@ -242,7 +247,8 @@ def test_corpus_page_reads_as_expected(name):
     assert list(reading.models) == list(expect.models)
     for model, values in expect.models.items():
         got = tuple(
-            None if (q := getattr(reading.models[model], key)) is None else q.value for key in FIELDS
+            None if (q := getattr(reading.models[model], key)) is None else q.value
+            for key in FIELDS
         )
         assert got == values, model
     first = next(iter(reading.models.values()), None)
@@ -275,4 +281,3 @@ def test_corpus_page_through_the_probe(name):
     absent_lines = [line for line in document.get("notes", []) if line.startswith("absent: ")]
     read_again = read_payload(path.read_text())
     assert absent_lines == [f"absent: {sentence}" for sentence in read_again.absent]
-

@@ -25,6 +25,7 @@ from wattledger.agent.engines.tables import (
     TABLES,
     EngineTable,
 )
+
 from wattledger.contract import ENGINES, ROLE_AGGREGATED, ROLE_DECODE, ROLE_PREFILL, ROLES
 
 logger = logging.getLogger(__name__)
@@ -56,9 +57,7 @@ def detect_engine(parsed: ParsedPayload, override: str | None = None) -> Detecti
 
     if override is not None:
         if override not in ENGINES:
-            raise UnknownEngine(
-                f"unknown engine {override!r}; choose one of {', '.join(ENGINES)}"
-            )
+            raise UnknownEngine(f"unknown engine {override!r}; choose one of {', '.join(ENGINES)}")
         if override != "dynamo":
             table = TABLES[override]
             return Detection(override, (table,), _version_hint(parsed, table))

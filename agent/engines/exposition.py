@@ -31,7 +31,6 @@ from prometheus_client.openmetrics.parser import (
 )
 from prometheus_client.parser import text_string_to_metric_families as text_families
 from prometheus_client.samples import Sample
-
 from wattledger.agent.engines.errors import EmptyPayload
 
 logger = logging.getLogger(__name__)

@@ -28,7 +28,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from prometheus_client.samples import Sample
-
 from wattledger.agent.engines.exposition import ParsedPayload
 from wattledger.agent.engines.reading import EngineReading, ModelReading, Quantity
 from wattledger.agent.engines.resolve import (
@@ -40,7 +39,6 @@ from wattledger.agent.engines.resolve import (
 from wattledger.agent.engines.tables import (
     COUNTER,
     GAUGE,
-    HISTOGRAM_COUNT,
     HISTOGRAM_MEAN,
     HISTOGRAM_SUM,
     LABELS,
@@ -187,7 +185,9 @@ class PageMapper:
                 return self.default_model if self.default_model != UNNAMED_MODEL else value
             original = self._catalog.get(value.lower(), value)
             if original != value:
-                self._say(f"model label {value!r} is lower-cased on this page; read as {original!r}")
+                self._say(
+                    f"model label {value!r} is lower-cased on this page; read as {original!r}"
+                )
             return original
         return self.default_model
 
@@ -260,9 +260,7 @@ class PageMapper:
         self._say(f"{name}: per-pid series differ, each process counted its own share; summed")
         return math.fsum(values)
 
-    def _check_timing(
-        self, choice: Choice, model: str, total: float, count: float | None
-    ) -> None:
+    def _check_timing(self, choice: Choice, model: str, total: float, count: float | None) -> None:
         """Say when a latency histogram looks broken (every observation in its lowest bucket)."""
         family = choice.name[: -len("_sum")]
         if not family.endswith("seconds"):
@@ -343,24 +341,23 @@ class PageMapper:
         return sentences
 
     def _missing_sentence(self, key: str, label: str) -> str:
-        for table in self.tables:
-            for source in table.quantities.get(key, ()):
-                for name in sample_names(table, source):
-                    family = family_of_sample(name)
-                    for declared in (name, family):
-                        if declared in self.parsed.empty_families:
-                            return f"{label}: {declared} is declared with no samples (absent, not zero)"
+        looked_for = [
+            family_of_sample(name)
+            for table in self.tables
+            for source in table.quantities.get(key, ())
+            for name in sample_names(table, source)
+        ]
+        for family in looked_for:
+            for declared in (family, family + "_total"):
+                if declared in self.parsed.empty_families:
+                    return f"{label}: {declared} is declared with no samples (absent, not zero)"
         for table in self.tables:
             if key in table.absent:
                 return table.absent[key]
-        looked_for = [
-            family_of_sample(sample_names(table, source)[0])
-            for table in self.tables
-            for source in table.quantities.get(key, ())
-        ]
         if not looked_for:
             return f"{label}: {self.tables[0].engine} exports no such metric"
-        return f"{label}: no readable {' or '.join(looked_for)} on this page"
+        named = list(dict.fromkeys(looked_for))
+        return f"{label}: no readable {' or '.join(named[:3])} on this page"
 
     def _tables_used(self, choices: Iterable[Choice]) -> list[EngineTable]:
         used = [self.tables[0]]

@@ -21,6 +21,7 @@ import logging
 
 from wattledger.agent.engines.reading import EngineReading
 from wattledger.agent.engines.tables import CACHED, INPUT, LABELS, OUTPUT, REQUESTS
+
 from wattledger.contract import ROLE_AGGREGATED, ROLE_DECODE, ROLE_PREFILL, ROLES
 
 logger = logging.getLogger(__name__)

@@ -20,19 +20,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from wattledger import __version__
 from wattledger.agent.engines.errors import EmptyPayload, ScrapeError, Unreachable
 from wattledger.agent.engines.read import read_payload
 from wattledger.agent.engines.reading import EngineReading
 
+from wattledger import __version__
+
 logger = logging.getLogger(__name__)
 
 # Prometheus text first: every engine capture seen speaks it; OpenMetrics is read as well.
-ACCEPT = (
-    "text/plain;version=0.0.4;q=0.9,"
-    "application/openmetrics-text;version=1.0.0;q=0.5,"
-    "*/*;q=0.1"
-)
+ACCEPT = "text/plain;version=0.0.4;q=0.9,application/openmetrics-text;version=1.0.0;q=0.5,*/*;q=0.1"
 MAX_PAGE_BYTES = 32 * 1024 * 1024
 CHUNK_BYTES = 64 * 1024
 DEFAULT_TIMEOUT_S = 5.0
@@ -92,16 +89,14 @@ def fetch(url: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> Page:
         if isinstance(exc.reason, TimeoutError | socket.timeout):
             raise _timed_out(url, timeout_s) from None
         raise Unreachable(f"{url} is unreachable ({exc.reason}); is the engine running?") from None
-    except (TimeoutError, socket.timeout):
+    except TimeoutError:
         raise _timed_out(url, timeout_s) from None
     except (ConnectionError, http.client.HTTPException) as exc:
         raise ScrapeError(f"{url} broke off its answer ({exc.__class__.__name__})") from None
 
     text = _decode(body, encoding, url)
     if not text.strip():
-        raise EmptyPayload(
-            f"{url} answered with an empty page: a failed scrape, not zero traffic"
-        )
+        raise EmptyPayload(f"{url} answered with an empty page: a failed scrape, not zero traffic")
     return Page(text, content_type, time.monotonic() - started)
 
 
