@@ -154,7 +154,7 @@ def test_disaggregated_pair_counts_prompt_tokens_once():
     )
     assert (decode.role, decode.role_source) == (
         "decode",
-        "dynamo_component=backend with 52000 prompt tokens received by KV transfer",
+        "dynamo_component=backend; 100% of its 52000 prompt tokens arrived by KV transfer",
     )
     # Raw: input = local_compute + local_cache_hit (43800 + 8200), KV-transferred tokens left out.
     assert values(prefill.models[model]) == (52000.0, 8200.0, 40.0, 40.0, 14.6, 0.12)
@@ -191,6 +191,7 @@ def test_decode_worker_of_an_older_vllm_still_counts_prompt_tokens_once():
 
     assert guessed.role == "aggregated"  # 'backend' alone cannot tell decode from aggregated
     assert any("names both an aggregated worker" in note for note in guessed.notes)
+    assert guessed.models["Qwen/Qwen3-8B"].input_tokens.value == 52000.0
     assert decode.models["Qwen/Qwen3-8B"].input_tokens.value == 52000.0
     assert apply_role(decode).models["Qwen/Qwen3-8B"].input_tokens is None
 

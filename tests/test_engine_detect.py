@@ -89,3 +89,18 @@ def test_trtllm_engine_type_is_not_a_role():
     page = 'trtllm_request_success_total{engine_type="trtllm",model_name="m"} 1\n'
 
     assert read_payload(page).role == "aggregated"
+
+
+def test_kv_offload_hits_on_an_aggregated_worker_do_not_make_it_a_decode_worker():
+    # LMCache-style offload: 30% of prompt tokens come back through the KV connector.
+    page = (
+        'dynamo_component_requests_total{dynamo_component="backend",model="m"} 9\n'
+        'vllm:prompt_tokens_by_source_total{model_name="m",source="local_compute"} 600\n'
+        'vllm:prompt_tokens_by_source_total{model_name="m",source="local_cache_hit"} 100\n'
+        'vllm:prompt_tokens_by_source_total{model_name="m",source="external_kv_transfer"} 300\n'
+    )
+
+    reading = read_payload(page)
+
+    assert (reading.role, reading.role_source) == ("aggregated", "dynamo_component=backend")
+    assert reading.models["m"].input_tokens.value == 700.0

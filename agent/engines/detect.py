@@ -30,7 +30,10 @@ from wattledger.contract import ENGINES, ROLE_AGGREGATED, ROLE_DECODE, ROLE_PREF
 
 logger = logging.getLogger(__name__)
 
-KV_TRANSFER_SAMPLES = ("vllm:prompt_tokens_by_source_total",)
+KV_BY_SOURCE = "vllm:prompt_tokens_by_source_total"
+# A decode worker receives (nearly) every prompt token by KV transfer; an aggregated worker with
+# a KV offloading connector (LMCache) receives only its cache hits that way.
+DECODE_TRANSFER_SHARE = 0.95
 
 
 @dataclass(frozen=True)
@@ -168,32 +171,38 @@ def _dynamo_component_role(parsed: ParsedPayload, components: set[str]) -> RoleF
         return RoleFinding(ROLE_DECODE, "dynamo_component=decode")
 
     named = ",".join(sorted(components))
-    transferred = _kv_transferred_tokens(parsed)
-    if transferred > 0:
+    transferred, local = _prompt_tokens_by_origin(parsed)
+    if transferred > 0 and transferred >= DECODE_TRANSFER_SHARE * (transferred + local):
+        share = transferred / (transferred + local)
         return RoleFinding(
             ROLE_DECODE,
-            f"dynamo_component={named} with {transferred:g} prompt tokens received by KV transfer",
+            f"dynamo_component={named}; {share:.0%} of its {transferred + local:g} prompt tokens "
+            "arrived by KV transfer",
         )
+    # Limitation: a decode worker of a vLLM without prompt_tokens_by_source (before 2026), or of
+    # SGLang or TensorRT-LLM under Dynamo, is read as aggregated unless its role is configured.
     return RoleFinding(
         ROLE_AGGREGATED,
         f"dynamo_component={named}",
         (
             f"dynamo_component={named} names both an aggregated worker and a disaggregated "
-            "decode worker; no KV-transferred prompt tokens seen, so aggregated: set the role "
-            "to decode for a decode worker",
+            "decode worker; its prompt tokens did not arrive by KV transfer, so aggregated: set "
+            "the role to decode for a decode worker",
         ),
     )
 
 
-def _kv_transferred_tokens(parsed: ParsedPayload) -> float:
-    total = 0.0
-    for name in KV_TRANSFER_SAMPLES:
-        for sample in parsed.get(name):
-            if sample.labels.get("source") == "external_kv_transfer" and math.isfinite(
-                sample.value
-            ):
-                total += sample.value
-    return total
+def _prompt_tokens_by_origin(parsed: ParsedPayload) -> tuple[float, float]:
+    """Prompt tokens received by KV transfer, and those computed or cached locally."""
+    transferred = local = 0.0
+    for sample in parsed.get(KV_BY_SOURCE):
+        if not math.isfinite(sample.value):
+            continue
+        if sample.labels.get("source") == "external_kv_transfer":
+            transferred += sample.value
+        else:
+            local += sample.value
+    return transferred, local
 
 
 def _sglang_role(engine_types: set[str]) -> RoleFinding:

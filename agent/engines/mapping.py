@@ -50,6 +50,8 @@ from wattledger.agent.engines.tables import (
 
 logger = logging.getLogger(__name__)
 
+# Limitation: engines that label no model (llama.cpp, TGI) are read as this model unless the
+# endpoint is given a model name.
 UNNAMED_MODEL = "unknown"
 REPLICA_LABELS = frozenset({"tp_rank", "pp_rank", "moe_ep_rank"})
 PROCESS_LABEL = "pid"
@@ -254,6 +256,8 @@ class PageMapper:
         if not counting:
             self._say(f"{name}: one series per pid (vLLM #28792); kept the largest")
             return max(values)
+        # Limitation: distinct processes that happen to hold the same non-zero count are taken
+        # for copies and counted once.
         if len(set(values)) == 1:
             self._say(f"{name}: identical per-pid series are copies of one count; counted once")
             return values[0]
@@ -316,6 +320,8 @@ class PageMapper:
                 for sample in self.parsed.get(family_of_sample(name) + "_created"):
                     if math.isfinite(sample.value) and sample.value > 0:
                         created.append(sample.value)
+        # Limitation: prometheus multiprocess mode (vLLM --api-server-count > 1) prints neither
+        # _created nor process_start_time_seconds; resets are then told only by a value going down.
         if created:
             return min(created)
         starts = [s.value for s in self.parsed.get(PROCESS_START) if math.isfinite(s.value)]

@@ -26,6 +26,8 @@ from wattledger.contract import ROLE_AGGREGATED, ROLE_DECODE, ROLE_PREFILL, ROLE
 
 logger = logging.getLogger(__name__)
 
+# Limitation: requests are counted on decode workers only, so a prefill endpoint's cost per
+# request has no denominator of its own; its cost per input token does.
 DROPPED: dict[str, tuple[str, ...]] = {
     ROLE_PREFILL: (OUTPUT, REQUESTS, "token_split.decode"),
     ROLE_DECODE: (

@@ -101,6 +101,8 @@ def fetch(url: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> Page:
 
 
 def _read_within(response, deadline: float, url: str, timeout_s: float) -> bytes:
+    # Limitation: the deadline is checked between reads; one read of a body trickled byte by
+    # byte can run past it before the page is refused (each wait is bounded by the timeout).
     chunks: list[bytes] = []
     size = 0
     while chunk := response.read(CHUNK_BYTES):

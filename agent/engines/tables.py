@@ -155,6 +155,9 @@ VLLM = EngineTable(
     prefixes=("vllm:",),
     model_labels=("model_name",),
     quantities={
+        # Limitation: on an aggregated worker with a KV offloading connector (LMCache), prompt
+        # tokens loaded from the offload store are also 'external_kv_transfer' and are left out
+        # of input and cached input.
         INPUT: (
             counter(
                 "prompt_tokens_by_source",
@@ -167,6 +170,8 @@ VLLM = EngineTable(
                 note="vllm:prompt_tokens_total includes prefix-cache hits and KV-transferred "
                 "tokens (vLLM #33289): count it on prefill or aggregated workers only",
             ),
+            # Limitation: histograms are observed when a request finishes; in-flight requests
+            # and aborted ones (vLLM #41368) are missing until then.
             histogram_sum(
                 "request_prompt_tokens",
                 note="input tokens from the request_prompt_tokens histogram, observed when a "
@@ -332,6 +337,7 @@ TRITON = EngineTable(
     quantities={
         INPUT: (histogram_sum("llm_input_token_len"),),
         OUTPUT: (histogram_sum("llm_output_token_len"),),
+        # Limitation: every model of an ensemble counts each request; all are reported, per model.
         REQUESTS: (
             counter(
                 "inference_request_success",
@@ -452,6 +458,8 @@ LLAMACPP = EngineTable(
     engine="llamacpp",
     prefixes=("llamacpp:",),
     # llama.cpp labels nothing; proxies that merge several servers add 'model'.
+    # Limitation: llama-server's router mode serves one page per model (/metrics?model=...);
+    # each needs its own endpoint.
     model_labels=("model",),
     quantities={
         INPUT: (
