@@ -6,6 +6,8 @@ import pytest
 from wattledger.agent.engines.errors import UnknownEngine
 from wattledger.agent.engines.read import read_payload
 
+from wattledger.errors import ConfigError
+
 
 @pytest.mark.parametrize(
     ("page", "engine"),
@@ -38,7 +40,7 @@ def test_the_caller_can_name_the_engine():
 
 
 def test_an_unknown_engine_override_is_refused():
-    with pytest.raises(UnknownEngine, match="unknown engine 'ollama'"):
+    with pytest.raises(ConfigError, match="unknown engine 'ollama'"):
         read_payload("vllm:prompt_tokens_total 1\n", engine="ollama")
 
 
@@ -104,3 +106,25 @@ def test_kv_offload_hits_on_an_aggregated_worker_do_not_make_it_a_decode_worker(
 
     assert (reading.role, reading.role_source) == ("aggregated", "dynamo_component=backend")
     assert reading.models["m"].input_tokens.value == 700.0
+
+
+def test_created_families_are_never_data():
+    reading = read_payload('vllm:prompt_tokens_created{model_name="m"} 1.7e9\n')
+
+    assert reading.models == {}
+
+
+def test_process_start_time_is_the_restart_marker_when_no_created_family_is_read():
+    page = 'vllm:prompt_tokens_total{model_name="m"} 5\nprocess_start_time_seconds 1.75e+09\n'
+
+    assert read_payload(page).started_at == 1.75e09
+
+
+def test_a_created_family_of_a_counter_read_beats_the_process_start():
+    page = (
+        'vllm:prompt_tokens_total{model_name="m"} 5\n'
+        'vllm:prompt_tokens_created{model_name="m"} 1.76e+09\n'
+        "process_start_time_seconds 1.75e+09\n"
+    )
+
+    assert read_payload(page).started_at == 1.76e09

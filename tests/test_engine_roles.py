@@ -6,6 +6,8 @@ import pytest
 from wattledger.agent.engines.reading import EngineReading, ModelReading, Quantity
 from wattledger.agent.engines.roles import apply_role
 
+from wattledger.errors import ConfigError
+
 
 def reading(role: str | None) -> EngineReading:
     q = lambda value: Quantity(value, "counter test")  # noqa: E731
@@ -83,5 +85,5 @@ def test_no_role_at_all_means_aggregated():
 
 
 def test_an_unknown_role_is_refused():
-    with pytest.raises(ValueError, match="unknown role 'both'"):
+    with pytest.raises(ConfigError, match="unknown role 'both'"):
         apply_role(reading(None), "both")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -15,6 +16,8 @@ from conftest import corpus_file
 from wattledger.agent.engines.errors import EmptyPayload, ScrapeError, Unreachable
 from wattledger.agent.engines.scrape import EndpointScraper, EndpointSpec, fetch
 from wattledger.cli.probe import discover_command, probe_command
+
+from wattledger.errors import ConfigError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "engines"
 VLLM_PAGE = "vllm-v0-aibrix-runtime-qwen2.5-coder-truncated-histogram-excerpt.prom"
@@ -262,3 +265,19 @@ def test_discover_names_each_given_url(server):
     assert (rows[dynamo]["engine"], rows[dynamo]["models"]) == ("dynamo", "Qwen/Qwen3-0.6B")
     assert rows[empty]["engine"] is None
     assert "empty page" in rows[empty]["status"]
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"url": "127.0.0.1:8000/metrics"}, "is not an http(s) URL"),
+        ({"engine": "ollama"}, "engine 'ollama' is not one of"),
+        ({"role": "both"}, "role 'both' is not one of"),
+        ({"timeout_s": 0}, "timeout_s must be above 0"),
+    ],
+)
+def test_an_endpoint_spec_refuses_bad_settings(fields, message):
+    settings = {"name": "e", "url": "http://127.0.0.1:8000/metrics", **fields}
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        EndpointSpec(**settings)

@@ -27,6 +27,7 @@ from wattledger.agent.engines.tables import (
 )
 
 from wattledger.contract import ENGINES, ROLE_AGGREGATED, ROLE_DECODE, ROLE_PREFILL, ROLES
+from wattledger.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ def detect_engine(parsed: ParsedPayload, override: str | None = None) -> Detecti
 
     if override is not None:
         if override not in ENGINES:
-            raise UnknownEngine(f"unknown engine {override!r}; choose one of {', '.join(ENGINES)}")
+            raise ConfigError(f"unknown engine {override!r}; choose one of {', '.join(ENGINES)}")
         if override != "dynamo":
             table = TABLES[override]
             return Detection(override, (table,), _version_hint(parsed, table))
@@ -90,7 +91,7 @@ def detect_role(
     """The endpoint's disaggregation role, and what it was read from."""
     if override is not None:
         if override not in ROLES:
-            raise ValueError(f"unknown role {override!r}; choose one of {', '.join(ROLES)}")
+            raise ConfigError(f"unknown role {override!r}; choose one of {', '.join(ROLES)}")
         return RoleFinding(override, "set by the caller")
 
     labels = _label_values(parsed, ("dynamo_component", "engine_type", "worker_type"))

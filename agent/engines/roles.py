@@ -23,6 +23,7 @@ from wattledger.agent.engines.reading import EngineReading
 from wattledger.agent.engines.tables import CACHED, INPUT, LABELS, OUTPUT, REQUESTS
 
 from wattledger.contract import ROLE_AGGREGATED, ROLE_DECODE, ROLE_PREFILL, ROLES
+from wattledger.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ def apply_role(reading: EngineReading, role: str | None = None) -> EngineReading
     """
     role = role or reading.role or ROLE_AGGREGATED
     if role not in ROLES:
-        raise ValueError(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
+        raise ConfigError(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
 
     result = copy.deepcopy(reading)
     result.role = role

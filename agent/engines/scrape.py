@@ -25,6 +25,8 @@ from wattledger.agent.engines.read import read_payload
 from wattledger.agent.engines.reading import EngineReading
 
 from wattledger import __version__
+from wattledger.contract import ENGINES, ROLES
+from wattledger.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +52,18 @@ class EndpointSpec:
     gpus: tuple[str, ...] = ()
     timeout_s: float = DEFAULT_TIMEOUT_S
     model: str | None = None
+
+    def __post_init__(self) -> None:
+        where = f"endpoint {self.name!r}"
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(f"{where}: url {self.url!r} is not an http(s) URL")
+        if self.engine is not None and self.engine not in ENGINES:
+            raise ConfigError(f"{where}: engine {self.engine!r} is not one of {', '.join(ENGINES)}")
+        if self.role is not None and self.role not in ROLES:
+            raise ConfigError(f"{where}: role {self.role!r} is not one of {', '.join(ROLES)}")
+        if not self.timeout_s > 0:
+            raise ConfigError(f"{where}: timeout_s must be above 0 seconds, not {self.timeout_s}")
 
 
 @dataclass(frozen=True)

@@ -253,7 +253,14 @@ SGLANG = EngineTable(
                 "(this build has no num_requests_total)",
             ),
         ),
-        SPLIT_COMPUTE: (counter("realtime_tokens", mode="prefill_compute"),),
+        SPLIT_COMPUTE: (
+            counter(
+                "realtime_tokens",
+                note="token_split from sglang:realtime_tokens_total{mode}: live tokens per "
+                "phase (prefill computed, prefill from cache, decode), not seconds",
+                mode="prefill_compute",
+            ),
+        ),
         SPLIT_CACHE: (counter("realtime_tokens", mode="prefill_cache"),),
         SPLIT_DECODE: (counter("realtime_tokens", mode="decode"),),
         RUNNING: (gauge("num_running_reqs"),),
