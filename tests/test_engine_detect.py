@@ -128,3 +128,14 @@ def test_a_created_family_of_a_counter_read_beats_the_process_start():
     )
 
     assert read_payload(page).started_at == 1.76e09
+
+
+def test_a_placeholder_model_label_is_said_and_can_be_named():
+    page = 'trtllm_request_success_total{engine_type="undefined",model_name="undefined"} 4\n'
+
+    unnamed = read_payload(page)
+    named = read_payload(page, model="llama-3.1-8b")
+
+    assert list(unnamed.models) == ["undefined"]
+    assert any("model_name='undefined'" in note for note in unnamed.notes)
+    assert named.models["llama-3.1-8b"].requests.value == 4.0

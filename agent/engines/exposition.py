@@ -132,7 +132,7 @@ def _parse_openmetrics(
         families = list(openmetrics_families(text))
     except PARSE_FAILURES as exc:
         parsed.notes.append(
-            f"the page ends with '# EOF' but is not valid OpenMetrics ({exc}); "
+            f"the page ends with '# EOF' but is not valid OpenMetrics ({str(exc)[:100]}); "
             "read it as Prometheus text, line by line"
         )
         return False
