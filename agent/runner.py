@@ -17,6 +17,7 @@ from typing import Protocol
 
 from wattledger import contract as c
 from wattledger.agent.engines.reading import EngineReading
+from wattledger.agent.engines.roles import apply_role
 from wattledger.agent.gpu.reading import GpuReading
 from wattledger.agent.ledger import CounterLedger
 from wattledger.agent.telemetry import AgentTelemetry, Snapshot
@@ -69,13 +70,6 @@ ENGINE_QUANTITIES: tuple[tuple[str, str, str | None, str | None], ...] = (
     ("decode_seconds", c.METRIC_PHASE_TIME, c.ATTR_PHASE, c.PHASE_DECODE),
 )
 
-# What a disaggregated worker must not report: prompt tokens count once, on prefill workers;
-# generated tokens count on decode workers.
-DROPPED_BY_ROLE = {
-    c.ROLE_PREFILL: {"output_tokens"},
-    c.ROLE_DECODE: {"input_tokens", "input_cached_tokens"},
-    c.ROLE_AGGREGATED: set(),
-}
 
 
 class Agent:
@@ -187,17 +181,16 @@ class Agent:
 
     def _account(self, endpoint: EngineSource, reading: EngineReading, now_ns: int) -> None:
         """Pass each raw counter of ``reading`` through the ledger into exported totals."""
-        role = endpoint.role or reading.role or c.ROLE_AGGREGATED
-        engine = endpoint.engine or reading.engine
+        reading = apply_role(reading, endpoint.role)
+        role, engine = reading.role, endpoint.engine or reading.engine
         totals = self._endpoint_totals.get(endpoint.name)
         if totals is None or totals.role != role or totals.engine != engine:
             totals = self._endpoint_totals[endpoint.name] = _EndpointTotals(engine, role, reading.version_hint)
 
-        dropped = DROPPED_BY_ROLE.get(role, set())
         for model, counters in reading.models.items():
             for field_name, metric, _label_attr, label in ENGINE_QUANTITIES:
                 quantity = getattr(counters, field_name)
-                if quantity is None or field_name in dropped:
+                if quantity is None:
                     continue
                 key = f"engine|{endpoint.name}|{model}|{field_name}"
                 observed = self.ledger.observe(key, quantity.value, now_ns, marker=reading.started_at)
