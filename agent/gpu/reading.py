@@ -21,7 +21,8 @@ class GpuReading:
     """One physical GPU after a sampling cycle.
 
     ``energy_joules`` is the cumulative, never-decreasing energy the agent exports for this GPU
-    (from the ledger), not the raw NVML counter. ``power_scope`` says what the power and energy
+    (from the ledger), not the raw NVML counter, and ``energy_start_ns`` the start of that
+    exported series as the ledger remembers it. ``power_scope`` says what the power and energy
     cover: ``gpu`` for the GPU alone, ``module`` where only a Grace module reading exists.
 
     ``module_energy_joules`` and ``module_power_watts`` are a Grace superchip's whole-module
@@ -46,6 +47,8 @@ class GpuReading:
     memory_used_bytes: int | None
     memory_total_bytes: int | None
     module_energy_joules: float | None = None
+    energy_start_ns: int | None = None
+    module_energy_start_ns: int | None = None
     mig_instances: tuple[MigInstanceReading, ...] = ()
     healthy: bool = True
     module_power_watts: float | None = None

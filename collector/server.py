@@ -1,0 +1,197 @@
+"""The collector's HTTP server: OTLP/HTTP on ``/v1/metrics``, plus health and readiness.
+
+Built on the standard library's threading HTTP server: one thread per request, each request one
+database transaction. On shutdown the server stops accepting, then waits for requests in flight
+to finish, so a batch is either committed or refused, never half-written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from wattledger.collector import otlp
+from wattledger.collector.ingest import Ingestor
+from wattledger.errors import WattledgerError
+
+logger = logging.getLogger(__name__)
+
+METRICS_PATH = "/v1/metrics"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who sent a request: the token's id and the nodes it may write for (None: any)."""
+
+    token_id: int | None
+    allowed_nodes: frozenset[str] | None
+
+
+class Unauthorized(Exception):
+    pass
+
+
+Authenticator = Callable[[str | None], Caller]
+
+
+def open_access(_header: str | None) -> Caller:
+    return Caller(None, None)
+
+
+class CollectorServer(ThreadingHTTPServer):
+    """An HTTP server bound to one store."""
+
+    daemon_threads = False
+    block_on_close = True
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        engine: Engine,
+        *,
+        limits: otlp.Limits = otlp.Limits(),
+        authenticate: Authenticator = open_access,
+        readiness: Callable[[], str | None] | None = None,
+    ) -> None:
+        super().__init__(address, _Handler)
+        self.ingestor = Ingestor(engine)
+        self.limits = limits
+        self.authenticate = authenticate
+        self.readiness = readiness
+        self.stats = {"requests": 0, "points": 0, "rejected": 0, "errors": 0}
+        self._stats_lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def count(self, **increments: int) -> None:
+        with self._stats_lock:
+            for key, value in increments.items():
+                self.stats[key] += value
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: CollectorServer
+    protocol_version = "HTTP/1.1"
+    server_version = "wattledger-collector"
+
+    def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+        if self.path.split("?")[0] != METRICS_PATH:
+            self._reply_text(HTTPStatus.NOT_FOUND, f"no such path; OTLP metrics go to {METRICS_PATH}")
+            return
+        try:
+            caller = self.server.authenticate(self.headers.get("Authorization"))
+        except Unauthorized as exc:
+            self._drain()
+            self._reply_text(HTTPStatus.UNAUTHORIZED, str(exc), extra={"WWW-Authenticate": "Bearer"})
+            return
+
+        try:
+            body = self._read_body()
+            decoded = otlp.decode(
+                body,
+                self.headers.get("Content-Type"),
+                self.headers.get("Content-Encoding"),
+                self.server.limits,
+            )
+            result = self.server.ingestor.ingest(
+                decoded.points, token_id=caller.token_id, allowed_nodes=caller.allowed_nodes
+            )
+        except otlp.RequestError as exc:
+            self.server.count(requests=1, errors=1)
+            self._reply_text(HTTPStatus(exc.status), str(exc))
+            return
+        except (SQLAlchemyError, WattledgerError) as exc:
+            logger.warning("batch not stored: %s", _one_line(exc))
+            self.server.count(requests=1, errors=1)
+            self._reply_text(HTTPStatus.SERVICE_UNAVAILABLE, "database unavailable; retry later", extra={"Retry-After": "5"})
+            return
+
+        rejected = result.rejected + len(decoded.rejected)
+        reasons = (decoded.rejected + result.rejections)[:3]
+        self.server.count(requests=1, points=result.received, rejected=rejected)
+        if rejected:
+            logger.info("rejected %d of %d points: %s", rejected, result.received, "; ".join(reasons))
+        payload, media = otlp.response_body(rejected, "; ".join(reasons), self.headers.get("Content-Type"))
+        self._reply(HTTPStatus.OK, payload, media)
+
+    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        path = self.path.split("?")[0]
+        if path == "/healthz":
+            self._reply_text(HTTPStatus.OK, "ok")
+        elif path == "/readyz":
+            problem = self.server.readiness() if self.server.readiness else None
+            if problem:
+                self._reply_text(HTTPStatus.SERVICE_UNAVAILABLE, problem)
+            else:
+                self._reply_text(HTTPStatus.OK, "ready")
+        elif path == "/stats":
+            with self.server._stats_lock:
+                body = json.dumps(self.server.stats).encode()
+            self._reply(HTTPStatus.OK, body, "application/json")
+        else:
+            self._reply_text(HTTPStatus.NOT_FOUND, "no such path")
+
+    def _read_body(self) -> bytes:
+        length_header = self.headers.get("Content-Length")
+        if length_header is None:
+            raise otlp.RequestError(411, "Content-Length is required")
+        try:
+            length = int(length_header)
+        except ValueError:
+            raise otlp.RequestError(400, "Content-Length is not a number") from None
+        if length < 0:
+            raise otlp.RequestError(400, "Content-Length is negative")
+        if length > self.server.limits.max_body_bytes:
+            self.close_connection = True
+            raise otlp.RequestError(
+                413, f"body of {length} bytes exceeds {self.server.limits.max_body_bytes} bytes"
+            )
+        return self.rfile.read(length)
+
+    def _drain(self) -> None:
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = 0
+        if 0 < length <= self.server.limits.max_body_bytes:
+            self.rfile.read(length)
+        else:
+            self.close_connection = True
+
+    def _reply_text(self, status: HTTPStatus, message: str, extra: dict[str, str] | None = None) -> None:
+        self._reply(status, (message + "\n").encode(), "text/plain; charset=utf-8", extra)
+
+    def _reply(self, status: HTTPStatus, body: bytes, media: str, extra: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", media)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (extra or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 - the stdlib's signature
+        logger.debug("%s %s", self.address_string(), format % args)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def serve_in_thread(server: CollectorServer) -> threading.Thread:
+    """Run ``server`` on a background thread (tests, the demo, in-process use)."""
+    thread = threading.Thread(target=server.serve_forever, name="collector", daemon=True)
+    thread.start()
+    return thread
