@@ -83,7 +83,9 @@ class FakeMig:
     def busy_seconds(self, t: float) -> float:
         """Integral of the activity fraction up to ``t`` (piecewise constant)."""
         total = 0.0
-        for (start, level), (end, _) in zip(self.activity, self.activity[1:] + [(t, 0.0)]):
+        for (start, level), (end, _) in zip(
+            self.activity, [*self.activity[1:], (t, 0.0)], strict=True
+        ):
             lo, hi = max(start, 0.0), min(end, t)
             if hi > lo:
                 total += (hi - lo) * level
@@ -506,7 +508,7 @@ class FakeNvml:
     def nvmlDeviceGetFieldValues(self, handle: _Handle, field_ids: Sequence[Any]) -> Any:
         values = (pynvml.c_nvmlFieldValue_t * len(field_ids))()
         t = self.clock()
-        for slot, requested in zip(values, field_ids):
+        for slot, requested in zip(values, field_ids, strict=True):
             field_id, scope = requested if isinstance(requested, tuple) else (requested, 0)
             slot.fieldId = field_id
             slot.scopeId = scope

@@ -79,7 +79,7 @@ STATUS_HUNG = "hung"
 
 _UNSUPPORTED_CONSEQUENCE = {
     METRIC_ENERGY_COUNTER: "energy is integrated from power readings instead",
-    METRIC_POWER: "no power gauge, and no energy where there is no counter either",
+    METRIC_POWER: "the power gauge falls back to module power where there is one",
     METRIC_UTILIZATION: "utilization is not reported",
     METRIC_MODULE_ENERGY: "module energy is not reported",
     METRIC_MODULE_POWER: "module power is not reported",
@@ -479,9 +479,8 @@ class GpuMonitor:
                     (disagreement.end_ns - disagreement.start_ns) / NS_PER_S,
                 )
         elif integral_j is not None or track.energy_j is None:
-            track.energy_j = self._ledger.add(
-                track.integral_key, integral_j or 0.0, t_ns
-            ).cumulative
+            added = self._ledger.add(track.integral_key, integral_j or 0.0, t_ns)
+            track.energy_j, track.energy_start_ns = added.cumulative, added.start_ns
 
         if raw.module_energy_mj is not None and track.module_key:
             observed = self._ledger.observe(
@@ -492,6 +491,7 @@ class GpuMonitor:
                 modulus=ENERGY_COUNTER_MODULUS,
             )
             track.module_energy_j = observed.cumulative / 1000
+            track.module_start_ns = observed.start_ns
 
         utilization = None
         if not device.mig and raw.utilization_pct is not None:
@@ -503,15 +503,15 @@ class GpuMonitor:
             sku=device.sku,
             architecture=device.architecture,
             energy_joules=track.energy_j,
-            energy_source=ENERGY_SOURCE_COUNTER
-            if caps.energy_counter
-            else ENERGY_SOURCE_POWER_INTEGRAL,
+            energy_source=_energy_source(device),
             power_watts=power_w,
             power_scope=device.power_scope,
             utilization=utilization,
             memory_used_bytes=raw.memory_used_bytes,
             memory_total_bytes=raw.memory_total_bytes,
             module_energy_joules=track.module_energy_j if track.module_key else None,
+            energy_start_ns=track.energy_start_ns,
+            module_energy_start_ns=track.module_start_ns if track.module_key else None,
             mig_instances=self._mig_readings(device, raw.mig_activity_pct),
             module_power_watts=module_power_w if device.module_leader else None,
             module_id=device.module_id,
@@ -529,6 +529,7 @@ class GpuMonitor:
             modulus=ENERGY_COUNTER_MODULUS,
         )
         track.energy_j = observed.cumulative / 1000
+        track.energy_start_ns = observed.start_ns
         if observed.event in ("reset", "wrap"):
             self._stats["counter_reset"] += 1
         return observed.added / 1000 if observed.event == "growth" else None
@@ -634,17 +635,21 @@ class GpuMonitor:
             sku=device.sku,
             architecture=device.architecture,
             energy_joules=track.energy_j,
-            energy_source=ENERGY_SOURCE_COUNTER
-            if device.caps.energy_counter
-            else ENERGY_SOURCE_POWER_INTEGRAL,
+            energy_source=_energy_source(device),
             power_watts=None,
             power_scope=device.power_scope,
             utilization=None,
             memory_used_bytes=None,
             memory_total_bytes=None,
             module_energy_joules=track.module_energy_j if track.module_key else None,
+            energy_start_ns=track.energy_start_ns,
+            module_energy_start_ns=track.module_start_ns if track.module_key else None,
             mig_instances=(),
             healthy=track.status == STATUS_OK and self._ready,
             module_id=device.module_id,
             problem=track.problem or (None if self._ready else "NVML not initialised"),
         )
+
+
+def _energy_source(device: GpuDevice) -> str:
+    return ENERGY_SOURCE_COUNTER if device.caps.energy_counter else ENERGY_SOURCE_POWER_INTEGRAL
