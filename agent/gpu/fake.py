@@ -145,21 +145,16 @@ class _Fault:
     remaining: int | None
 
 
-def _nvml(takes_handle: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def _nvml(function: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap a fake NVML function: count the call, then apply init state, hangs and faults."""
+    name = function.__name__
 
-    def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
-        name = function.__name__
+    @functools.wraps(function)
+    def wrapper(self: FakeNvml, *args: Any, **kwargs: Any) -> Any:
+        self._enter(name, self._gpu_of(args))
+        return function(self, *args, **kwargs)
 
-        @functools.wraps(function)
-        def wrapper(self: FakeNvml, *args: Any, **kwargs: Any) -> Any:
-            gpu = args[0].gpu if takes_handle and args and isinstance(args[0], _Handle) else None
-            self._enter(name, gpu)
-            return function(self, *args, **kwargs)
-
-        return wrapper
-
-    return decorate
+    return wrapper
 
 
 class FakeNvml:
@@ -385,6 +380,19 @@ class FakeNvml:
 
     # ----------------------------------------------------------- call gate
 
+    def _gpu_of(self, args: tuple[Any, ...]) -> FakeGpu | None:
+        """The GPU a call is about: from its handle, its UUID or its index."""
+        if not args:
+            return None
+        first = args[0]
+        if isinstance(first, _Handle):
+            return first.gpu
+        if isinstance(first, str):
+            return next((gpu for gpu in self.gpus if gpu.uuid == first), None)
+        if isinstance(first, int) and 0 <= first < len(self.gpus):
+            return self.gpus[first]
+        return None
+
     def _enter(self, name: str, gpu: FakeGpu | None) -> None:
         uuid = gpu.uuid if gpu is not None else None
         with self._lock:
@@ -415,7 +423,7 @@ class FakeNvml:
 
     # ----------------------------------------------------- library lifecycle
 
-    @_nvml(takes_handle=False)
+    @_nvml
     def nvmlInit(self) -> None:
         self.init_calls += 1
         if self.library_missing:
@@ -425,86 +433,83 @@ class FakeNvml:
             raise pynvml.NVMLError(ERROR_DRIVER_NOT_LOADED)
         self._refcount += 1
 
-    @_nvml(takes_handle=False)
+    @_nvml
     def nvmlShutdown(self) -> None:
         self._refcount -= 1
 
-    @_nvml(takes_handle=False)
+    @_nvml
     def nvmlSystemGetDriverVersion(self) -> str:
         return self.driver_version
 
     # -------------------------------------------------------------- devices
 
-    @_nvml(takes_handle=False)
+    @_nvml
     def nvmlDeviceGetCount(self) -> int:
         return len(self.gpus)
 
-    @_nvml(takes_handle=False)
+    @_nvml
     def nvmlDeviceGetHandleByIndex(self, index: int) -> _Handle:
         if not 0 <= index < len(self.gpus):
             raise pynvml.NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
-        gpu = self.gpus[index]
-        self._raise_scripted("nvmlDeviceGetHandleByIndex", gpu.uuid)
-        return _Handle(gpu)
+        return _Handle(self.gpus[index])
 
-    @_nvml(takes_handle=False)
+    @_nvml
     def nvmlDeviceGetHandleByUUID(self, uuid: str) -> _Handle:
         for gpu in self.gpus:
             if gpu.uuid == uuid:
-                self._raise_scripted("nvmlDeviceGetHandleByUUID", gpu.uuid)
                 return _Handle(gpu)
         raise pynvml.NVMLError(ERROR_NOT_FOUND)
 
-    @_nvml()
+    @_nvml
     def nvmlDeviceGetUUID(self, handle: _Handle) -> str:
         return handle.mig.uuid if handle.mig else handle.gpu.uuid
 
-    @_nvml()
+    @_nvml
     def nvmlDeviceGetName(self, handle: _Handle) -> str:
         if handle.mig:
             return f"{handle.gpu.profile.name} MIG {handle.mig.profile.name}"
         return handle.gpu.profile.name
 
-    @_nvml()
+    @_nvml
     def nvmlDeviceGetSerial(self, handle: _Handle) -> str:
         return handle.gpu.serial
 
-    @_nvml()
+    @_nvml
     def nvmlDeviceGetIndex(self, handle: _Handle) -> int:
         return self.gpus.index(handle.gpu)
 
-    @_nvml()
+    @_nvml
     def nvmlDeviceGetArchitecture(self, handle: _Handle) -> int:
         return handle.gpu.profile.architecture
 
     # -------------------------------------------------------- power, energy
 
-    @_nvml()
+    @_nvml
     def nvmlDeviceGetTotalEnergyConsumption(self, handle: _Handle) -> int:
         self._parent_only(handle)
         if not handle.gpu.profile.energy_counter:
             raise pynvml.NVMLError(ERROR_NOT_SUPPORTED)
         return self.energy_mj(handle.gpu)
 
-    @_nvml()
+    @_nvml
     def nvmlDeviceGetPowerUsage(self, handle: _Handle) -> int:
         self._parent_only(handle)
         if not handle.gpu.profile.gpu_scope_power:
             raise pynvml.NVMLError(ERROR_NOT_SUPPORTED)
         return self.power_reading_mw(handle.gpu)
 
-    @_nvml()
+    @_nvml
     def nvmlDeviceGetPowerManagementLimitConstraints(self, handle: _Handle) -> list[int]:
         self._parent_only(handle)
         profile = handle.gpu.profile
         return [profile.min_power_limit_mw, profile.power_limit_mw]
 
-    @_nvml()
+    @_nvml
     def nvmlDeviceGetEnforcedPowerLimit(self, handle: _Handle) -> int:
         self._parent_only(handle)
         return handle.gpu.profile.power_limit_mw
 
-    @_nvml()
+    @_nvml
     def nvmlDeviceGetFieldValues(self, handle: _Handle, field_ids: Sequence[Any]) -> Any:
         values = (pynvml.c_nvmlFieldValue_t * len(field_ids))()
         t = self.clock()
@@ -556,7 +561,7 @@ class FakeNvml:
 
     # ------------------------------------------------- activity and memory
 
-    @_nvml()
+    @_nvml
     def nvmlDeviceGetUtilizationRates(self, handle: _Handle) -> Any:
         gpu = handle.gpu
         if handle.mig or gpu.mig:
@@ -569,7 +574,7 @@ class FakeNvml:
             busy = round(min(max(above_idle / span, 0.0), 1.0) * 100)
         return pynvml.c_nvmlUtilization_t(gpu=busy, memory=busy // 2)
 
-    @_nvml()
+    @_nvml
     def nvmlDeviceGetMemoryInfo(self, handle: _Handle, version: int | None = None) -> Any:
         gpu = handle.gpu
         if handle.mig:
@@ -581,36 +586,36 @@ class FakeNvml:
 
     # ----------------------------------------------------------------- MIG
 
-    @_nvml()
+    @_nvml
     def nvmlDeviceGetMigMode(self, handle: _Handle) -> list[int]:
         if not handle.gpu.profile.mig_slices:
             raise pynvml.NVMLError(ERROR_NOT_SUPPORTED)
         mode = 1 if handle.gpu.mig else 0
         return [mode, mode]
 
-    @_nvml()
+    @_nvml
     def nvmlDeviceGetMaxMigDeviceCount(self, handle: _Handle) -> int:
         return handle.gpu.profile.mig_slices
 
-    @_nvml()
+    @_nvml
     def nvmlDeviceGetMigDeviceHandleByIndex(self, handle: _Handle, index: int) -> _Handle:
         if not 0 <= index < len(handle.gpu.mig):
             raise pynvml.NVMLError(ERROR_NOT_FOUND)
         return _Handle(handle.gpu, handle.gpu.mig[index])
 
-    @_nvml()
+    @_nvml
     def nvmlDeviceGetGpuInstanceId(self, handle: _Handle) -> int:
         if handle.mig is None:
             raise pynvml.NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
         return handle.mig.gpu_instance_id
 
-    @_nvml()
+    @_nvml
     def nvmlDeviceGetComputeInstanceId(self, handle: _Handle) -> int:
         if handle.mig is None:
             raise pynvml.NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
         return handle.mig.compute_instance_id
 
-    @_nvml()
+    @_nvml
     def nvmlDeviceGetAttributes(self, handle: _Handle) -> Any:
         if handle.mig is None:
             raise pynvml.NVMLError(ERROR_NOT_SUPPORTED)
@@ -623,14 +628,14 @@ class FakeNvml:
 
     # ----------------------------------------------------------------- GPM
 
-    @_nvml()
+    @_nvml
     def nvmlGpmQueryDeviceSupport(self, handle: _Handle) -> Any:
         support = pynvml.c_nvmlGpmSupport_t()
         support.version = pynvml.NVML_GPM_SUPPORT_VERSION
         support.isSupportedDevice = 1 if handle.gpu.profile.gpm else 0
         return support
 
-    @_nvml(takes_handle=False)
+    @_nvml
     def nvmlGpmSampleAlloc(self) -> Any:
         buffer = pynvml.struct_c_nvmlGpmSample_t()
         sample = ctypes.pointer(buffer)
@@ -638,12 +643,12 @@ class FakeNvml:
             self._gpm_samples[ctypes.addressof(buffer)] = (buffer, "", -1, math.nan, math.nan)
         return sample
 
-    @_nvml(takes_handle=False)
+    @_nvml
     def nvmlGpmSampleFree(self, sample: Any) -> None:
         with self._lock:
             self._gpm_samples.pop(_address(sample), None)
 
-    @_nvml()
+    @_nvml
     def nvmlGpmMigSampleGet(self, handle: _Handle, gpu_instance_id: int, sample: Any) -> Any:
         gpu = handle.gpu
         if not gpu.profile.gpm:
@@ -664,7 +669,7 @@ class FakeNvml:
                 return sample
         raise pynvml.NVMLError(ERROR_NOT_FOUND)
 
-    @_nvml(takes_handle=False)
+    @_nvml
     def nvmlGpmMetricsGet(self, request: Any) -> Any:
         with self._lock:
             _, uuid1, gi1, t1, busy1 = self._gpm_samples[_address(request.sample1)]
@@ -682,7 +687,7 @@ class FakeNvml:
 
     # ------------------------------------------------------------ processes
 
-    @_nvml()
+    @_nvml
     def nvmlDeviceGetComputeRunningProcesses(self, handle: _Handle) -> list[Any]:
         out = []
         for pid, gi, ci in handle.gpu.processes:

@@ -47,6 +47,7 @@ from wattledger.agent.gpu.device import (
     METRIC_POWER,
     METRIC_UTILIZATION,
     GpuDevice,
+    Probe,
     RawSample,
     probe_gpu,
     read_gpu,
@@ -117,7 +118,9 @@ class _Track:
     retry_ns: int = 0
     busy: bool = False  # a step for this GPU is running (or stuck) on a worker thread
     energy_j: float | None = None
+    energy_start_ns: int | None = None
     module_energy_j: float | None = None
+    module_start_ns: int | None = None
     mig_checked_ns: int = 0
     rejected: int = 0
     logged: set[str] = field(default_factory=set)
@@ -138,6 +141,16 @@ class _Track:
     def module_key(self) -> str | None:
         module = self.device.module_id
         return f"module/{module}/energy_mj" if module and self.device.module_leader else None
+
+
+@dataclass
+class _Unopened:
+    """A GPU index that failed before its UUID was known; opened again with backoff."""
+
+    index: int
+    backoff: Backoff
+    retry_ns: int
+    busy: bool = False
 
 
 def read_boot_id() -> str | None:
@@ -174,6 +187,7 @@ class GpuMonitor:
         self._mig_refresh_ns = int(mig_refresh_s * NS_PER_S)
         self._margin = power_limit_margin
         self._tracks: dict[str, _Track] = {}
+        self._unopened: dict[int, _Unopened] = {}
         self._order: list[_Track] = []
         self._ready = False
         self._init_backoff = Backoff(backoff_first_s, backoff_max_s)
@@ -203,9 +217,16 @@ class GpuMonitor:
                 step = functools.partial(self._reopen, track)
                 jobs.append((track, "reopen", self._guarded(track, step)))
 
-        results = self._nvml.run([step for _, _, step in jobs])
+        openings = [u for u in self._unopened.values() if not u.busy and t_ns >= u.retry_ns]
+        open_steps = [
+            self._guarded(u, functools.partial(self._open_index, u.index)) for u in openings
+        ]
+
+        results = self._nvml.run([step for _, _, step in jobs] + open_steps)
+        for unopened, result in zip(openings, results[len(jobs) :], strict=True):
+            self._settle_opening(unopened, result, t_ns)
         fresh: dict[str, GpuReading] = {}
-        for (track, kind, _), result in zip(jobs, results, strict=True):
+        for (track, kind, _), result in zip(jobs, results, strict=False):
             reading = self._settle(track, kind, result, t_ns)
             if reading is None:  # the driver went away: everything waits for a re-init
                 return [self._unhealthy(track) for track in self._order]
@@ -261,7 +282,7 @@ class GpuMonitor:
         try:
             if not self._nvml.initialised:
                 self._nvml.call(self._nvml.init)
-            probes = self._enumerate()
+            probes, failed = self._enumerate()
         except (DriverNotLoaded, Transient) as exc:
             self._stats["init_retry"] += 1
             delay = self._init_backoff.next_delay_s()
@@ -270,35 +291,53 @@ class GpuMonitor:
             logger.log(level, "NVML not ready (%s); retrying in %.0f s", exc, delay)
             return False
 
+        self._unopened = {}
+        for index in failed:
+            backoff = Backoff(*self._backoff)
+            retry_ns = t_ns + int(backoff.next_delay_s() * NS_PER_S)
+            self._unopened[index] = _Unopened(index, backoff, retry_ns)
         self._adopt(probes, t_ns)
         self._ready = True
         self._init_backoff.reset()
         self._init_retry_ns = None
         return True
 
-    def _enumerate(self) -> list[Any]:
+    def _enumerate(self) -> tuple[list[Probe], list[int]]:
+        """Open every GPU by index; return the probes and the indices that failed."""
         count = self._nvml.call(self._nvml.device_count)
         steps = [functools.partial(self._open_index, index) for index in range(count)]
-        results = self._nvml.run(steps)
-        probes = []
-        for index, result in enumerate(results):
+        probes, failed = [], []
+        for index, result in enumerate(self._nvml.run(steps)):
             if isinstance(result, StepFailed) and isinstance(result.error, DriverNotLoaded):
                 raise result.error
-            if isinstance(result, StepFailed) or result in (HUNG, SKIPPED):
-                # Limitation: a GPU that fails before its UUID is known cannot be tracked; it is
-                # picked up at the next NVML re-init.
-                why = result.error if isinstance(result, StepFailed) else "its NVML call hung"
-                logger.warning("GPU %d could not be opened (%s); skipping it", index, why)
+            if isinstance(result, Probe):
+                probes.append(result)
                 continue
-            probes.append(result)
-        return probes
+            why = result.error if isinstance(result, StepFailed) else "its NVML call hung"
+            logger.warning("GPU %d could not be opened (%s); trying again later", index, why)
+            failed.append(index)
+        return probes, failed
+
+    def _settle_opening(self, unopened: _Unopened, result: Any, t_ns: int) -> None:
+        """A GPU that failed at start either opens now (sampled from the next cycle) or waits."""
+        if isinstance(result, Probe):
+            del self._unopened[unopened.index]
+            self._adopt([result], t_ns, complete=False)
+            return
+        if isinstance(result, StepFailed) and isinstance(result.error, DriverNotLoaded):
+            return  # the GPUs being read say the same, and the driver loss is handled there
+        unopened.retry_ns = t_ns + int(unopened.backoff.next_delay_s() * NS_PER_S)
 
     def _open_index(self, index: int) -> Any:
         handle = self._nvml.handle_by_index(index)
         return probe_gpu(self._nvml, handle, index)
 
-    def _adopt(self, probes: list[Any], t_ns: int) -> None:
-        """Match opened GPUs to known ones by UUID (never by index) and set up new ones."""
+    def _adopt(self, probes: list[Probe], t_ns: int, *, complete: bool = True) -> None:
+        """Match opened GPUs to known ones by UUID (never by index) and set up new ones.
+
+        ``complete`` says the probes are every GPU NVML now lists, so a known GPU missing from
+        them is gone.
+        """
         seen = set()
         for probe in probes:
             device = probe.device
@@ -321,7 +360,7 @@ class GpuMonitor:
                 track.status, track.problem = STATUS_OK, None
                 track.backoff.reset()
         for uuid, track in self._tracks.items():
-            if uuid not in seen and track.status == STATUS_OK:
+            if complete and uuid not in seen and track.status == STATUS_OK:
                 self._isolate(track, t_ns, STATUS_LOST, "not found after NVML re-init")
         self._order = sorted(self._tracks.values(), key=lambda t: t.device.index)
         self._elect_module_leaders()
@@ -354,7 +393,7 @@ class GpuMonitor:
 
     # ------------------------------------------------------ per-GPU results
 
-    def _guarded(self, track: _Track, step: Callable[[], Any]) -> Callable[[], Any]:
+    def _guarded(self, track: _Track | _Unopened, step: Callable[[], Any]) -> Callable[[], Any]:
         """Mark the GPU busy while its step runs, so a stuck step is never run twice at once."""
 
         def run() -> Any:
