@@ -515,7 +515,6 @@ def test_gpu_processes_by_gpu_and_by_mig_device(nodes):
 
     assert processes == {
         node.uuid(0): {1234, 5678},
-        node.uuid(1): {4321, 8765},
         migs[0].uuid: {4321},
         migs[1].uuid: {8765},
     }

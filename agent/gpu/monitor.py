@@ -59,6 +59,7 @@ from wattledger.agent.gpu.nvml import (
     CallTimedOut,
     DriverNotLoaded,
     GpuLost,
+    GpuProcess,
     Nvml,
     NvmlFailure,
     Transient,
@@ -234,7 +235,11 @@ class GpuMonitor:
         return [fresh.get(track.uuid) or self._unhealthy(track) for track in self._order]
 
     def gpu_processes(self) -> dict[str, set[int]]:
-        """PIDs of compute processes per GPU UUID, and per MIG device UUID under MIG."""
+        """PIDs of compute processes per GPU UUID.
+
+        On a MIG GPU a process is listed under its MIG device's UUID only, not under the parent's
+        as well, so an engine on one instance is not mapped to the whole GPU.
+        """
         if not self._ready:
             return {}
         tracks = [t for t in self._order if t.status == STATUS_OK and not t.busy]
@@ -253,14 +258,7 @@ class GpuMonitor:
                 continue
             if result is SKIPPED:
                 continue
-            out[track.uuid] = {process.pid for process in result}
-            for mig in track.device.mig:
-                out[mig.uuid] = {
-                    p.pid
-                    for p in result
-                    if p.gpu_instance_id == mig.gpu_instance_id
-                    and p.compute_instance_id in (None, mig.compute_instance_id)
-                }
+            out.update(_processes_by_device(track.device, result))
         return out
 
     def stats(self) -> dict[str, int]:
@@ -692,3 +690,17 @@ class GpuMonitor:
 
 def _energy_source(device: GpuDevice) -> str:
     return ENERGY_SOURCE_COUNTER if device.caps.energy_counter else ENERGY_SOURCE_POWER_INTEGRAL
+
+
+def _processes_by_device(device: GpuDevice, processes: list[GpuProcess]) -> dict[str, set[int]]:
+    """Processes of one GPU keyed by the UUID of the device they run on (parent or MIG device)."""
+    out: dict[str, set[int]] = {device.uuid: set()}
+    migs = {(m.gpu_instance_id, m.compute_instance_id): m.uuid for m in device.mig}
+    for mig_uuid in migs.values():
+        out[mig_uuid] = set()
+    for process in processes:
+        key = (process.gpu_instance_id, process.compute_instance_id)
+        out[migs.get(key, device.uuid)].add(process.pid)
+    if device.mig and not out[device.uuid]:
+        del out[device.uuid]
+    return out
