@@ -7,7 +7,7 @@ import threading
 import time
 
 import pytest
-from wattledger.agent.gpu.boards import A800, GB200, GH200, H100_SXM
+from wattledger.agent.gpu.boards import A800, GB200, GB300, GH200, H100_SXM
 from wattledger.agent.gpu.fake import FakeNvml, ManualClock
 from wattledger.agent.gpu.monitor import GpuMonitor
 from wattledger.agent.gpu.nvml import open_nvml
@@ -269,6 +269,18 @@ def test_lost_gpu_is_isolated_and_reopened_with_backoff_while_7_stay_exact(nodes
     assert node.monitor.stats() == {"gpu_lost": 1, "reopened": 1}
 
 
+def test_lost_gpu_is_reported_once_not_at_every_retry(nodes, caplog):
+    node = nodes(H100_SXM, 2).start()
+    node.fake.lose_gpu(0, at_s=5, back_at_s=60)
+
+    with caplog.at_level(logging.INFO, logger="wattledger.agent.gpu.monitor"):
+        node.run(range(0, 100))
+
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("isolating it" in m for m in messages) == 1
+    assert sum("is back" in m for m in messages) == 1
+
+
 def test_lost_gpu_stays_in_the_output_in_index_order(nodes):
     node = nodes(H100_SXM, 4).start()
     node.fake.lose_gpu(1, at_s=1)
@@ -434,8 +446,18 @@ def test_reboot_while_the_agent_was_down_counts_from_the_new_boot(nodes, tmp_pat
 # ---------------------------------------------------------------- Grace, MIG
 
 
-def test_gb200_module_energy_is_reported_apart_once_per_module(nodes):
-    node = nodes(GB200, 4).start()
+@pytest.mark.parametrize(
+    ("board", "module_joules", "module_watts"),
+    [
+        # Two 700 W GPUs plus the rest of the module (Grace, memory), for 100 s.
+        (GB200, 153_531.0, 1_535.31),  # rest 135.31 W
+        (GB300, 153_200.0, 1_532.0),  # rest 132 W
+    ],
+)
+def test_grace_module_energy_is_reported_apart_once_per_module(
+    nodes, board, module_joules, module_watts
+):
+    node = nodes(board, 4).start()
     node.fake.set_power_all(700.0)
 
     readings = node.run(range(0, 101, 10))
@@ -443,9 +465,8 @@ def test_gb200_module_energy_is_reported_apart_once_per_module(nodes):
     gpus = [readings[node.uuid(i)] for i in range(4)]
     assert [g.energy_joules for g in gpus] == [70_000.0] * 4
     assert [g.module_id for g in gpus] == ["1650000000001"] * 2 + ["1650000000002"] * 2
-    # Two 700 W GPUs plus 135.31 W of Grace and the rest of the module, for 100 s.
-    assert [g.module_energy_joules for g in gpus] == [153_531.0, None, 153_531.0, None]
-    assert [g.module_power_watts for g in gpus] == [1_535.31, None, 1_535.31, None]
+    assert [g.module_energy_joules for g in gpus] == [module_joules, None, module_joules, None]
+    assert [g.module_power_watts for g in gpus] == [module_watts, None, module_watts, None]
     assert {g.power_scope for g in gpus} == {"gpu"}
     assert {g.power_watts for g in gpus} == {700.0}
 

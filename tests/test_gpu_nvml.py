@@ -6,7 +6,7 @@ from pathlib import Path
 import pynvml
 import pytest
 from wattledger.agent.gpu import nvml as nvml_module
-from wattledger.agent.gpu.boards import GB200, H100_SXM
+from wattledger.agent.gpu.boards import GB200, H100_SXM, PROFILES
 from wattledger.agent.gpu.fake import FakeNvml, ManualClock, fake_from_spec
 from wattledger.agent.gpu.nvml import (
     NO_LIBRARY_MESSAGE,
@@ -17,6 +17,7 @@ from wattledger.agent.gpu.nvml import (
     Transient,
     open_nvml,
 )
+from wattledger.agent.gpu.sku import architecture_name, normalise_sku
 
 from wattledger.errors import ConfigError, NvmlUnavailable
 
@@ -202,3 +203,15 @@ def test_fake_spec_errors_name_the_flag_and_the_fix():
 def test_nvml_needs_a_pynvml_like_module():
     with pytest.raises(AttributeError):
         Nvml(object())
+
+
+@pytest.mark.parametrize("profile", list(PROFILES.values()), ids=list(PROFILES))
+def test_every_fake_board_names_its_own_sku_and_architecture(profile):
+    fake = FakeNvml(profile)
+    nvml = open_nvml(fake, call_timeout_s=None)
+    handle = nvml.handle_by_index(0)
+
+    assert normalise_sku(nvml.name(handle)) == profile.key
+    assert architecture_name(nvml.architecture(handle)) in ("ampere", "hopper", "blackwell")
+    assert nvml.power_limits_mw(handle)[1] == profile.power_limit_mw
+    nvml.close()

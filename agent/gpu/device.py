@@ -119,8 +119,9 @@ def probe_gpu(nvml: Nvml, handle: Any, index: int, caps: Capabilities | None = N
 
     if caps is None:
         caps = _probe_capabilities(nvml, handle, sku, bool(mig), unsupported)
+    uuid = nvml.uuid(handle)
     device = GpuDevice(
-        uuid=nvml.uuid(handle),
+        uuid=uuid,
         index=index,
         handle=handle,
         name=name,
@@ -132,9 +133,20 @@ def probe_gpu(nvml: Nvml, handle: Any, index: int, caps: Capabilities | None = N
         module_power_limit_mw=module_limit_mw,
         power_scope="module" if sku in COUNTER_COVERS_MODULE else "gpu",
         mig=mig,
-        module_id=serial if sku in GRACE_SUPERCHIPS and sku not in COUNTER_COVERS_MODULE else None,
+        module_id=_module_id(sku, serial, uuid),
     )
     return Probe(device, unsupported)
+
+
+def _module_id(sku: str, serial: str | None, uuid: str) -> str | None:
+    """The Grace module a GPU sits on: the two GPUs of a GB200/GB300 module share a serial.
+
+    Limitation: without a serial each GPU counts as its own module, so a two-GPU module's energy
+    would be reported twice.
+    """
+    if sku not in GRACE_SUPERCHIPS or sku in COUNTER_COVERS_MODULE:
+        return None
+    return serial or uuid
 
 
 def _probe_capabilities(

@@ -163,7 +163,11 @@ def read_boot_id() -> str | None:
 
 
 class GpuMonitor:
-    """Reads every GPU of the node through NVML; one :meth:`poll` per sampling cycle."""
+    """Reads every GPU of the node through NVML; one :meth:`poll` per sampling cycle.
+
+    Not thread-safe: call :meth:`poll`, :meth:`gpu_processes` and :meth:`close` from one thread
+    (the agent's sampling loop). The ledger may be shared with other threads.
+    """
 
     def __init__(
         self,
@@ -199,7 +203,13 @@ class GpuMonitor:
     # ---------------------------------------------------------------- public
 
     def poll(self, t_ns: int) -> list[GpuReading]:
-        """Read every GPU once at time ``t_ns`` and return one reading per known GPU."""
+        """Read every GPU once and return one reading per known GPU, in NVML index order.
+
+        ``t_ns`` is the time of the cycle (Unix ns); counters and integrals are stamped with it.
+        A GPU that is lost or hung is in the list with ``healthy=False``; a GPU that gave nothing
+        new this cycle (a gap) is healthy with its totals held and no gauges. Until NVML starts
+        (no driver yet) the list holds only GPUs known from earlier, all unhealthy.
+        """
         self._last_t_ns = t_ns
         if not self._ready and not self._start(t_ns):
             return [self._unhealthy(track) for track in self._order]
@@ -250,6 +260,7 @@ class GpuMonitor:
         out: dict[str, set[int]] = {}
         for track, result in zip(tracks, self._nvml.run(steps), strict=True):
             if result is HUNG:
+                self._stats["timeout"] += 1
                 self._isolate(track, self._last_t_ns, STATUS_HUNG, "an NVML call timed out")
                 continue
             if isinstance(result, StepFailed):
@@ -281,6 +292,7 @@ class GpuMonitor:
             if not self._nvml.initialised:
                 self._nvml.call(self._nvml.init)
             probes, failed = self._enumerate()
+            driver = self._nvml.call(self._nvml.driver_version)
         except (DriverNotLoaded, Transient) as exc:
             self._stats["init_retry"] += 1
             delay = self._init_backoff.next_delay_s()
@@ -289,31 +301,38 @@ class GpuMonitor:
             logger.log(level, "NVML not ready (%s); retrying in %.0f s", exc, delay)
             return False
 
-        self._unopened = {}
-        for index in failed:
-            backoff = Backoff(*self._backoff)
-            retry_ns = t_ns + int(backoff.next_delay_s() * NS_PER_S)
-            self._unopened[index] = _Unopened(index, backoff, retry_ns)
+        for unopened in failed:
+            unopened.retry_ns = t_ns + int(unopened.backoff.next_delay_s() * NS_PER_S)
+        self._unopened = {unopened.index: unopened for unopened in failed}
         self._adopt(probes, t_ns)
+        skus = Counter(probe.device.sku for probe in probes)
+        logger.info(
+            "NVML ready (driver %s): %s",
+            driver or "unknown",
+            ", ".join(f"{n}x {sku}" for sku, n in sorted(skus.items())) or "no GPUs",
+        )
         self._ready = True
         self._init_backoff.reset()
         self._init_retry_ns = None
         return True
 
-    def _enumerate(self) -> tuple[list[Probe], list[int]]:
+    def _enumerate(self) -> tuple[list[Probe], list[_Unopened]]:
         """Open every GPU by index; return the probes and the indices that failed."""
         count = self._nvml.call(self._nvml.device_count)
-        steps = [functools.partial(self._open_index, index) for index in range(count)]
+        pending = [_Unopened(index, Backoff(*self._backoff), 0) for index in range(count)]
+        steps = [self._guarded(u, functools.partial(self._open_index, u.index)) for u in pending]
         probes, failed = [], []
-        for index, result in enumerate(self._nvml.run(steps)):
+        for unopened, result in zip(pending, self._nvml.run(steps), strict=True):
             if isinstance(result, StepFailed) and isinstance(result.error, DriverNotLoaded):
                 raise result.error
             if isinstance(result, Probe):
                 probes.append(result)
                 continue
             why = result.error if isinstance(result, StepFailed) else "its NVML call hung"
-            logger.warning("GPU %d could not be opened (%s); trying again later", index, why)
-            failed.append(index)
+            logger.warning(
+                "GPU %d could not be opened (%s); trying again later", unopened.index, why
+            )
+            failed.append(unopened)
         return probes, failed
 
     def _settle_opening(self, unopened: _Unopened, result: Any, t_ns: int) -> None:
@@ -489,6 +508,13 @@ class GpuMonitor:
         if raw.gaps:
             self._stats["gap"] += len(raw.gaps)
         if raw.mig is not None:
+            if [m.uuid for m in raw.mig] != [m.uuid for m in device.mig]:
+                logger.info(
+                    "GPU %d %s: MIG layout now has %d instances",
+                    device.index,
+                    device.name,
+                    len(raw.mig),
+                )
             device.mig = raw.mig
             if not raw.mig and caps.utilization is False:
                 caps.utilization = None  # MIG went off: utilization may exist again

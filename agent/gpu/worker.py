@@ -100,6 +100,7 @@ class CallWorker:
         self._name = name
         self._thread: _WorkerThread | None = None
         self._retired = 0
+        self._lock = threading.Lock()  # one caller at a time: a queued job would eat its timeout
 
     @property
     def retired_threads(self) -> int:
@@ -110,9 +111,12 @@ class CallWorker:
         """Run ``steps`` in order; one result per step: a value, StepFailed, HUNG or SKIPPED."""
         if not steps:
             return []
-        if self.timeout_s is None:
-            return [_run_inline(step) for step in steps]
+        with self._lock:
+            if self.timeout_s is None:
+                return [_run_inline(step) for step in steps]
+            return self._run_on_thread(steps)
 
+    def _run_on_thread(self, steps: Sequence[Callable[[], Any]]) -> list[Any]:
         job = _Job(steps)
         thread = self._current_thread()
         thread.inbox.put(job)
@@ -138,9 +142,10 @@ class CallWorker:
 
     def close(self) -> None:
         """Let the current thread finish its work and exit; safe to call twice."""
-        if self._thread is not None:
-            self._thread.inbox.put(None)
-            self._thread = None
+        with self._lock:
+            if self._thread is not None:
+                self._thread.inbox.put(None)
+                self._thread = None
 
     def _current_thread(self) -> _WorkerThread:
         if self._thread is None or not self._thread.thread.is_alive():
