@@ -219,6 +219,8 @@ class GpuMonitor:
             if track.busy:
                 continue
             if track.status == STATUS_OK:
+                # Limitation: a MIG layout change is seen at the next refresh (a minute by
+                # default); until then shares follow the old layout.
                 refresh = t_ns - track.mig_checked_ns >= self._mig_refresh_ns
                 if refresh:
                     track.mig_checked_ns = t_ns
@@ -391,6 +393,8 @@ class GpuMonitor:
             if track.device.module_id:
                 modules.setdefault(track.device.module_id, []).append(track)
         for members in modules.values():
+            # Limitation: while the leader is lost its module is not read; the other GPU of the
+            # module does not take over, so the module series keeps one owner.
             min(members, key=lambda t: t.uuid).device.module_leader = True
 
     def _driver_gone(self, t_ns: int) -> None:
@@ -491,6 +495,8 @@ class GpuMonitor:
                 problem,
             )
         track.status, track.problem = status, problem
+        # The energy used while the GPU was unreadable is not counted: the counter may have been
+        # reset or be wrong, and a first reading after re-open is only a new baseline.
         self._ledger.rebaseline(track.counter_key)
         if track.module_key:
             self._ledger.rebaseline(track.module_key)
@@ -525,6 +531,9 @@ class GpuMonitor:
         )
         if power_w is None and device.power_scope == "module":
             power_w = module_power_w
+        # Limitation: on Ampere (except GA100) and newer the power reading is a 1 s average, so
+        # an integral of it trails the true power by about half a second on ramps; totals over
+        # steady periods are unaffected.
         integral_j = track.integrator.add(t_ns, power_w) if power_w is not None else None
 
         if caps.energy_counter:
@@ -542,6 +551,8 @@ class GpuMonitor:
                     (disagreement.end_ns - disagreement.start_ns) / NS_PER_S,
                 )
         elif integral_j is not None or track.energy_j is None:
+            # Limitation: without a counter, energy used while the agent is down is not known;
+            # the integral restarts at the first sample after a restart.
             added = self._ledger.add(track.integral_key, integral_j or 0.0, t_ns)
             track.energy_j, track.energy_start_ns = added.cumulative, added.start_ns
 
@@ -581,7 +592,12 @@ class GpuMonitor:
         )
 
     def _count_energy(self, track: _Track, energy_mj: int | None, t_ns: int) -> float | None:
-        """Feed the counter to the ledger; return the joules of this interval if it was growth."""
+        """Feed the counter to the ledger; return the joules of this interval if it was growth.
+
+        Limitation: a driver reload without a reboot while the agent is down goes unnoticed if
+        the new counter has already passed the old value by the restart; the energy before the
+        reload is then undercounted by the old value. A reboot is caught by the boot id.
+        """
         if energy_mj is None:
             return None
         observed = self._ledger.observe(

@@ -9,6 +9,10 @@ When a step overruns, the caller stops waiting, marks that step ``HUNG`` and the
 ``SKIPPED``, retires the stuck thread (it exits by itself if the call ever returns) and starts a
 fresh one for the next cycle. A poll therefore never waits longer than one step timeout past its
 normal work, and at most one thread is left behind per hang.
+
+Limitation: a thread stuck in a call that never returns stays for the life of the process (Python
+cannot stop a thread inside a C call); the monitor never asks a stuck GPU again while its call is
+out, so there is at most one such thread per GPU.
 """
 
 from __future__ import annotations
