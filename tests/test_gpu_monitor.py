@@ -153,7 +153,7 @@ def test_counter_and_integral_disagreeing_is_flagged_per_window(nodes, caplog):
     node.fake.set_power(0, 600.0)
     node.fake.script_power(0, 300_000, start_s=0)  # plausible, but half the truth
 
-    with caplog.at_level(logging.WARNING, logger="wattledger.agent.gpu.monitor"):
+    with caplog.at_level(logging.WARNING, logger="wattledger.agent.gpu"):
         readings = node.run(range(0, 131, 10))
 
     assert readings[node.uuid(0)].energy_joules == 78_000.0  # the counter is what is exported
@@ -221,7 +221,7 @@ def test_power_beyond_1_2_x_the_limit_or_negative_is_rejected_and_counted(nodes,
     node.fake.script_power(0, 840_001, start_s=10, end_s=12)
     node.fake.script_power(0, -5_000, start_s=20, end_s=21)
 
-    with caplog.at_level(logging.DEBUG, logger="wattledger.agent.gpu.monitor"):
+    with caplog.at_level(logging.DEBUG, logger="wattledger.agent.gpu"):
         power = {t: node.poll_by_uuid(t)[node.uuid(0)].power_watts for t in range(0, 31)}
 
     assert power[5] == 840.0
@@ -273,7 +273,7 @@ def test_lost_gpu_is_reported_once_not_at_every_retry(nodes, caplog):
     node = nodes(H100_SXM, 2).start()
     node.fake.lose_gpu(0, at_s=5, back_at_s=60)
 
-    with caplog.at_level(logging.INFO, logger="wattledger.agent.gpu.monitor"):
+    with caplog.at_level(logging.INFO, logger="wattledger.agent.gpu"):
         node.run(range(0, 100))
 
     messages = [r.getMessage() for r in caplog.records]
