@@ -4,7 +4,16 @@ from pathlib import Path
 
 import pytest
 from conftest import corpus_file
-from wattledger.agent.gpu.boards import A800, B200, GB200, H100_SXM, MIB
+from wattledger.agent.gpu.boards import (
+    A800,
+    A800_MIG_LAYOUT,
+    B200,
+    GB200,
+    H100_MIG_LAYOUT,
+    H100_MIG_LOAD_POWER_MW,
+    H100_SXM,
+    MIB,
+)
 from wattledger.agent.gpu.captures import (
     capture_sections,
     dcgm_gpus,
@@ -14,8 +23,11 @@ from wattledger.agent.gpu.captures import (
     read_smi_query_text,
     read_smi_xml,
 )
-from wattledger.agent.gpu.fake import FakeNvml
+from wattledger.agent.gpu.fake import FakeNvml, ManualClock
+from wattledger.agent.gpu.monitor import GpuMonitor
+from wattledger.agent.gpu.nvml import open_nvml
 from wattledger.agent.gpu.sku import mig_slices, normalise_sku
+from wattledger.agent.ledger import CounterLedger
 
 FIXTURES = Path(__file__).parent / "fixtures" / "gpu"
 H100_CAPTURE = "nvidia-smi-capture_h100-80gb-hbm3_590.48.01.txt"
@@ -195,3 +207,47 @@ def test_a800_profile_matches_its_dcgm_page():
 
     assert {g.model for g in gpus.values()} == {A800.name}
     assert _fake_watts(A800) == gpus["GPU-00000001-0000-0000-0000-000000000001"].power_w
+
+
+def test_h100_mig_layout_and_parent_power_match_the_capture():
+    sections = _capture(H100_MIG_CAPTURE)
+    load = _query(H100_MIG_CAPTURE, "load")
+    listed = [profile for profile, _ in read_mig_list(sections["capabilities :: list (-L)"])]
+    (gpu,) = [
+        v for k, v in parse_query_text(sections["load :: query (-q)"]).items() if k[:4] == "GPU "
+    ]
+
+    assert [profile for profile, _ in H100_MIG_LAYOUT] == listed
+    assert [str(gi) for _, gi in H100_MIG_LAYOUT] == [
+        d["GPU Instance ID"] for d in gpu["MIG Device"]
+    ]
+    assert load.average_power_w * 1000 == H100_MIG_LOAD_POWER_MW
+
+
+def test_a800_mig_layout_matches_the_dcgm_page():
+    gpus = dcgm_gpus(read_dcgm(corpus_file("gpu", "dcgm-a800x8-mig-full.prom").read_text()))
+    samples = read_dcgm(corpus_file("gpu", "dcgm-a800x8-mig-full.prom").read_text())
+    profiles = {
+        s.label("GPU_I_ID"): s.label("GPU_I_PROFILE") for s in samples if s.label("GPU_I_ID")
+    }
+
+    parent = gpus["GPU-00000000-0000-0000-0000-000000000000"]
+    assert [str(gi) for _, gi in A800_MIG_LAYOUT] == list(parent.gpu_instances)
+    assert [p for p, _ in A800_MIG_LAYOUT] == [profiles[gi] for gi in parent.gpu_instances]
+
+
+def test_the_mig_capture_replayed_through_the_monitor():
+    clock = ManualClock()
+    fake = FakeNvml(H100_SXM, clock=clock)
+    fake.set_power(0, H100_MIG_LOAD_POWER_MW / 1000)
+    fake.enable_mig(0, *zip(*H100_MIG_LAYOUT, strict=True))
+    monitor = GpuMonitor(open_nvml(fake), CounterLedger(), boot_id="b")
+    for t in (0, 60):
+        clock.set(t)
+        (reading,) = monitor.poll(t * 1_000_000_000)
+    monitor.close()
+
+    assert reading.power_watts == 432.21 and reading.utilization is None
+    assert reading.energy_joules == pytest.approx(432.21 * 60, abs=1e-6)
+    assert [m.share for m in reading.mig_instances] == [3 / 7, 2 / 7, 1 / 7, 1 / 7]
+    assert {m.share_method for m in reading.mig_instances} == {"slices"}

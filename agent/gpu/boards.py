@@ -152,6 +152,19 @@ A800 = BoardProfile(
     mig_slices=7,
 )
 
+# The H100 MIG capture (corpus/gpu/nvidia-smi-capture_h100-mig): profile and GPU instance id of
+# each MIG device, and the parent's average power under gpu-burn, the only power NVML gives.
+H100_MIG_LAYOUT: tuple[tuple[str, int], ...] = (
+    ("3g.40gb", 2),
+    ("2g.20gb", 3),
+    ("1g.10gb", 9),
+    ("1g.10gb", 10),
+)
+H100_MIG_LOAD_POWER_MW = 432_210
+
+# The A800 dcgm-exporter page (corpus/gpu/dcgm-a800x8-mig-full): GPU 0 split three ways.
+A800_MIG_LAYOUT: tuple[tuple[str, int], ...] = (("2g.20gb", 3), ("2g.20gb", 5), ("2g.20gb", 6))
+
 PROFILES: dict[str, BoardProfile] = {
     profile.key: profile for profile in (H100_SXM, H200, B200, GB200, GB300, GH200, A800)
 }
