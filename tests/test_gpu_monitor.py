@@ -345,6 +345,20 @@ def test_driver_going_away_mid_run_is_survived_and_a_reload_is_a_reset(nodes):
     assert node.monitor.stats()["counter_reset"] == 2
 
 
+def test_counter_wrapping_past_2_64_keeps_counting(nodes):
+    node = nodes(H100_SXM)
+    node.fake.gpus[0].initial_energy_mj = 2**64 - 3_000_000  # 3 000 J below the top
+    node.fake.set_power(0, 600.0)
+    node.start()
+
+    raw = [node.fake.energy_mj(node.fake.gpus[0], t) for t in (0, 10)]
+    energy = node.run(range(0, 11))[node.uuid(0)].energy_joules
+
+    assert raw[1] < raw[0]  # the register went round
+    assert energy == 6_000.0
+    assert node.monitor.stats() == {"counter_wrap": 1}
+
+
 def test_driver_reload_never_gives_a_negative_delta(nodes):
     node = nodes(H100_SXM).start()
     node.fake.set_power(0, 600.0)

@@ -61,14 +61,16 @@ def test_nvml_errors_map_to_a_few_outcomes(h100, code, outcome):
 
 def test_the_fake_raises_pynvmls_own_classes(h100):
     fake, _, _ = h100
+    lost, healthy = fake.nvmlDeviceGetHandleByIndex(0), fake.nvmlDeviceGetHandleByIndex(1)
     fake.lose_gpu(0, at_s=0)
-    handle = fake.nvmlDeviceGetHandleByIndex(1)
 
     with pytest.raises(pynvml.NVMLError_GpuIsLost) as caught:
-        fake.nvmlDeviceGetPowerUsage(fake.nvmlDeviceGetHandleByIndex.__wrapped__(fake, 0))
+        fake.nvmlDeviceGetPowerUsage(lost)
+    with pytest.raises(pynvml.NVMLError_GpuIsLost):
+        fake.nvmlDeviceGetHandleByUUID(fake.gpus[0].uuid)
 
     assert caught.value.value == 15
-    assert fake.nvmlDeviceGetPowerUsage(handle) == 69_850
+    assert fake.nvmlDeviceGetPowerUsage(healthy) == 69_850
 
 
 def test_binding_newer_than_the_driver_is_not_supported(h100, monkeypatch):

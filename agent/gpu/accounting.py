@@ -184,7 +184,7 @@ class Accountant:
         track.energy_j = observed.cumulative / 1000
         track.energy_start_ns = observed.start_ns
         if observed.event in ("reset", "wrap"):
-            self._stats["counter_reset"] += 1
+            self._stats[f"counter_{observed.event}"] += 1
         return observed.added / 1000 if observed.event == "growth" else None
 
     def _checked_power(

@@ -51,6 +51,7 @@ VALUE_UNSIGNED_INT = 1
 VALUE_UNSIGNED_LONG_LONG = 3
 GPM_METRIC_GRAPHICS_UTIL = 1
 NOT_AVAILABLE_U32 = 0xFFFFFFFF
+UINT64 = 2**64  # the energy counter is a uint64 register and wraps like one
 HANG_SAFETY_S = 60.0  # a scripted hang ends by itself after this long, so a test cannot wedge
 
 
@@ -335,8 +336,9 @@ class FakeNvml:
         reload = self._last_reload(t)
         source = gpu.module if gpu.profile.counter_covers_module and gpu.module else gpu.power
         if reload is None:
-            return gpu.initial_energy_mj + round(1000 * source.joules(self._start_s, tick))
-        return round(1000 * source.joules(reload, max(tick, reload)))
+            joules = source.joules(self._start_s, tick)
+            return (gpu.initial_energy_mj + round(1000 * joules)) % UINT64
+        return round(1000 * source.joules(reload, max(tick, reload))) % UINT64
 
     def module_energy_mj(self, gpu: FakeGpu, t: float | None = None) -> int:
         assert gpu.module is not None
