@@ -238,6 +238,8 @@ def _write(conn, writes: _Writes, states: dict[str, _State]) -> None:
         for (sid, hour), (v, sec, act, n) in writes.rollups.items()
     ]
     upsert_add(conn, s.rollup_hourly, rollups, ("series_id", "hour"), ("value", "seconds", "active_seconds", "samples"))
+    hours = sorted({hour for _sid, hour in writes.rollups})
+    upsert_add(conn, s.dirty_hours, [{"hour": hour, "version": 1} for hour in hours], ("hour",), ("version",))
 
     changed = [
         {"b_id": st.id, "b_start": st.start_ns, "b_last": st.last_ns, "b_value": st.last_value}

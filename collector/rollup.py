@@ -88,5 +88,7 @@ def rebuild(engine: Engine, *, since_hour: int | None = None) -> int:
             for (sid, hour), (v, sec, act, n) in rows.items()
         ]
         upsert_add(conn, s.rollup_hourly, payload, ("series_id", "hour"), ("value", "seconds", "active_seconds", "samples"))
+        hours = sorted({hour for _sid, hour in rows})
+        upsert_add(conn, s.dirty_hours, [{"hour": h, "version": 1} for h in hours], ("hour",), ("version",))
     logger.info("rebuilt %d hourly rollup rows", len(payload))
     return len(payload)

@@ -13,6 +13,8 @@ How the tables fit together:
 * ``deltas`` holds what each counter grew by over each interval; ``gauge_samples`` holds gauge
   readings. ``rollup_hourly`` sums both into hour buckets as data arrives; reports read only the
   rollups, so they stay fast as the fleet grows, and the rollups can be rebuilt from the rows.
+* ``usage_hourly`` attributes each hour's GPU time, energy and tokens to endpoints and models;
+  ``dirty_hours`` marks the hours it must recompute.
 * ``prices`` carries effective-from prices per GPU SKU and per site.
 * ``api_tokens``, ``export_runs`` and ``apscheduler_jobs`` serve authentication, chargeback
   exports and the export scheduler.
@@ -175,6 +177,54 @@ class RollupHourly(Base):
     samples: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+class DirtyHour(Base):
+    """An hour whose rollups changed since its usage rows were last computed.
+
+    ``version`` grows with every write to the hour, so a refresh that read version ``v`` clears
+    the mark only if no write came in meanwhile.
+    """
+
+    __tablename__ = "dirty_hours"
+
+    hour: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger, default=1)
+
+
+class UsageHourly(Base):
+    """GPU time, energy and tokens of one hour, attributed to endpoint and model.
+
+    One row per (hour, device, endpoint, model): a device is a whole GPU or one MIG instance of
+    it (``gpu_uuid`` is always the physical GPU, for its SKU, architecture and node). Rows with
+    no endpoint are GPU time nobody was mapped to; rows with no device are tokens of an endpoint
+    whose GPUs are unknown. ``serving_*`` is the part of the time and energy in which the
+    endpoint produced tokens; the rest is idle. Token columns are already divided among the
+    endpoint's devices, so sums over rows count each token once. Prices are applied at report
+    time, so a price set later changes no stored row.
+    """
+
+    __tablename__ = "usage_hourly"
+    __table_args__ = (Index("ix_usage_hourly_hour", "hour"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    hour: Mapped[int] = mapped_column(BigInteger)
+    gpu_uuid: Mapped[str | None] = mapped_column(String(96))
+    device_uuid: Mapped[str | None] = mapped_column(String(96))
+    endpoint_id: Mapped[int | None] = mapped_column(ForeignKey("endpoints.id", ondelete="CASCADE"))
+    model: Mapped[str | None] = mapped_column(String(255))
+    gpu_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    serving_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    energy_j: Mapped[float] = mapped_column(Float, default=0.0)
+    serving_energy_j: Mapped[float] = mapped_column(Float, default=0.0)
+    input_tokens: Mapped[float] = mapped_column(Float, default=0.0)
+    output_tokens: Mapped[float] = mapped_column(Float, default=0.0)
+    cached_tokens: Mapped[float] = mapped_column(Float, default=0.0)
+    requests: Mapped[float] = mapped_column(Float, default=0.0)
+    prefill_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    decode_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    util_busy_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    util_known_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+
+
 class Price(Base):
     """A price in force from ``effective_from`` until the next entry for the same scope and key.
 
@@ -254,6 +304,8 @@ deltas = Delta.__table__
 gauge_samples = GaugeSample.__table__
 rollup_hourly = RollupHourly.__table__
 prices = Price.__table__
+dirty_hours = DirtyHour.__table__
+usage_hourly = UsageHourly.__table__
 api_tokens = ApiToken.__table__
 export_runs = ExportRun.__table__
 scheduler_jobs = SchedulerJob.__table__

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -68,6 +69,34 @@ class CollectorServer(ThreadingHTTPServer):
         self.readiness = readiness
         self.stats = {"requests": 0, "points": 0, "rejected": 0, "errors": 0}
         self._stats_lock = threading.Lock()
+        self._connections: dict[_Handler, bool] = {}
+        self._connections_lock = threading.Lock()
+        self.closing = False
+
+    def stop(self) -> None:
+        """Stop accepting, let requests in flight finish, close idle connections, then return.
+
+        Safe to call more than once.
+        """
+        if self.closing:
+            return
+        self.closing = True
+        self.shutdown()
+        with self._connections_lock:
+            idle = [handler for handler, busy in self._connections.items() if not busy]
+        for handler in idle:
+            try:
+                handler.connection.shutdown(socket.SHUT_RD)
+            except OSError:
+                pass
+        self.server_close()
+
+    def track(self, handler: _Handler, *, busy: bool | None) -> None:
+        with self._connections_lock:
+            if busy is None:
+                self._connections.pop(handler, None)
+            else:
+                self._connections[handler] = busy
 
     @property
     def url(self) -> str:
@@ -84,6 +113,29 @@ class _Handler(BaseHTTPRequestHandler):
     server: CollectorServer
     protocol_version = "HTTP/1.1"
     server_version = "wattledger-collector"
+    # An idle keep-alive connection is dropped after this long.
+    timeout = 60
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.track(self, busy=False)
+
+    def finish(self) -> None:
+        self.server.track(self, busy=None)
+        super().finish()
+
+    def handle_one_request(self) -> None:
+        try:
+            super().handle_one_request()
+        finally:
+            if self.server.closing:
+                self.close_connection = True
+            self.server.track(self, busy=False)
+
+    def parse_request(self) -> bool:
+        # A request line has arrived: this connection is busy until it is answered.
+        self.server.track(self, busy=True)
+        return super().parse_request()
 
     def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
         if self.path.split("?")[0] != METRICS_PATH:

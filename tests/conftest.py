@@ -122,3 +122,15 @@ def sqlite_engine(tmp_path):
     runner.upgrade(eng)
     yield eng
     eng.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(tmp_path_factory, monkeypatch):
+    """Keep the user's own config, data directory and WATTLEDGER_* settings out of tests."""
+    home = tmp_path_factory.mktemp("home")
+    for name in list(os.environ):
+        if name.startswith("WATTLEDGER_") and name not in ("WATTLEDGER_TEST_PG", "WATTLEDGER_REQUIRE_PG", "WATTLEDGER_CORPUS"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(home / "state"))

@@ -34,6 +34,14 @@ class ModelReading:
     requests: Quantity | None = None
     prefill_seconds: Quantity | None = None
     decode_seconds: Quantity | None = None
+    # Live tokens per phase, where the engine splits them: ``prefill_compute``, ``prefill_cache``,
+    # ``prefill_transfer`` (KV received from another worker) and ``decode``. Used to apportion an
+    # aggregated endpoint between phases when the engine has no phase seconds (SGLang).
+    token_split: dict[str, Quantity] = field(default_factory=dict)
+    # Values that are not cumulative counters: ``running_requests``, ``waiting_requests``,
+    # ``kv_cache_usage`` (0..1), ``prefix_cache_hit_ratio`` (0..1, lifetime),
+    # ``time_to_first_token_mean_s`` and ``inter_token_latency_mean_s`` (lifetime means).
+    indicators: dict[str, Quantity] = field(default_factory=dict)
 
 
 @dataclass
@@ -43,6 +51,7 @@ class EngineReading:
     engine: str
     models: dict[str, ModelReading] = field(default_factory=dict)
     role: str | None = None
+    role_source: str | None = None
     started_at: float | None = None
     version_hint: str | None = None
     absent: list[str] = field(default_factory=list)

@@ -154,6 +154,48 @@ def upgrade() -> None:
     op.create_index("ix_rollup_hourly_hour", "rollup_hourly", ["hour"])
 
     op.create_table(
+        "dirty_hours",
+        sa.Column("hour", sa.BigInteger, nullable=False),
+        sa.Column("version", sa.BigInteger, nullable=False),
+        sa.PrimaryKeyConstraint("hour", name="pk_dirty_hours"),
+    )
+
+    op.create_table(
+        "usage_hourly",
+        sa.Column("id", Id, primary_key=True),
+        sa.Column("hour", sa.BigInteger, nullable=False),
+        sa.Column("gpu_uuid", sa.String(96)),
+        sa.Column("device_uuid", sa.String(96)),
+        sa.Column("endpoint_id", Id),
+        sa.Column("model", sa.String(255)),
+        *[
+            sa.Column(name, sa.Float, nullable=False)
+            for name in (
+                "gpu_seconds",
+                "serving_seconds",
+                "energy_j",
+                "serving_energy_j",
+                "input_tokens",
+                "output_tokens",
+                "cached_tokens",
+                "requests",
+                "prefill_seconds",
+                "decode_seconds",
+                "util_busy_seconds",
+                "util_known_seconds",
+            )
+        ],
+        sa.PrimaryKeyConstraint("id", name="pk_usage_hourly"),
+        sa.ForeignKeyConstraint(
+            ["endpoint_id"],
+            ["endpoints.id"],
+            name="fk_usage_hourly_endpoint_id_endpoints",
+            ondelete="CASCADE",
+        ),
+    )
+    op.create_index("ix_usage_hourly_hour", "usage_hourly", ["hour"])
+
+    op.create_table(
         "prices",
         sa.Column("id", Id, primary_key=True),
         sa.Column("scope", sa.String(16), nullable=False),
@@ -205,6 +247,8 @@ def downgrade() -> None:
     op.drop_table("apscheduler_jobs")
     op.drop_table("export_runs")
     op.drop_table("prices")
+    op.drop_table("usage_hourly")
+    op.drop_table("dirty_hours")
     op.drop_table("rollup_hourly")
     op.drop_table("gauge_samples")
     op.drop_table("deltas")

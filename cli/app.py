@@ -1,0 +1,125 @@
+"""What every command shares: configuration, the database, logging, and how errors are shown.
+
+Errors a person can fix reach the terminal as one line (``error: ...``) with a non-zero exit
+status, never as a traceback; ``-v`` adds the traceback for a bug report.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import click
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError, ProgrammingError
+
+from wattledger.collector.db import describe, open_engine, resolve_db_url
+from wattledger.config import Config, load_config
+from wattledger.errors import DatabaseError, WattledgerError
+from wattledger.timeutil import TimeFormatError, parse_time
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class App:
+    """Per-invocation state handed to commands through click's context."""
+
+    config_path: str | None = None
+    verbose: int = 0
+    _engines: dict[str, Engine] = field(default_factory=dict)
+
+    @cached_property
+    def config(self) -> Config:
+        return load_config(self.config_path)
+
+    def db_url(self, explicit: str | None = None) -> str:
+        return resolve_db_url(explicit or self.config.db)
+
+    def engine(self, explicit: str | None = None, *, require_schema: bool = True) -> Engine:
+        """The store, checked to be reachable and (by default) at the current schema."""
+        url = self.db_url(explicit)
+        if url not in self._engines:
+            from wattledger.migrations.runner import require_current
+
+            engine = open_engine(url)
+            if require_schema:
+                try:
+                    require_current(engine)
+                except OperationalError as exc:
+                    raise DatabaseError(f"cannot reach database {describe(engine)}: {_first_line(exc)}") from None
+            self._engines[url] = engine
+        return self._engines[url]
+
+    def close(self) -> None:
+        for engine in self._engines.values():
+            engine.dispose()
+
+
+pass_app = click.make_pass_decorator(App, ensure=True)
+
+
+def db_option(func: Callable) -> Callable:
+    return click.option(
+        "--db",
+        "db_url",
+        metavar="URL",
+        help="Database URL (sqlite:///PATH or postgresql://USER@HOST/DB). "
+        "Default: WATTLEDGER_DB, then db in the config file, then a SQLite file in your data directory.",
+    )(func)
+
+
+class TimeParam(click.ParamType):
+    """A time as people type it: 2026-11-01, 2026-11-01T10:00, 2026-11, now, or 24h / 7d ago."""
+
+    name = "TIME"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_time(value)
+        except TimeFormatError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+TIME = TimeParam()
+
+
+class WattledgerGroup(click.Group):
+    """A click group that turns known errors into one line and a clean exit status."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except WattledgerError as exc:
+            _fail(ctx, str(exc), exc.exit_code)
+        except OperationalError as exc:
+            _fail(ctx, f"database error: {_first_line(exc)}", DatabaseError.exit_code)
+        except ProgrammingError as exc:
+            _fail(
+                ctx,
+                f"database error: {_first_line(exc)}; is the schema current? run: wattledger db upgrade",
+                DatabaseError.exit_code,
+            )
+
+
+def _fail(ctx: click.Context, message: str, code: int) -> None:
+    app = ctx.find_object(App)
+    if app is not None and app.verbose:
+        logger.exception("failed")
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def setup_logging(verbose: int) -> None:
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

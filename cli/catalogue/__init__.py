@@ -1,0 +1,1 @@
+"""Example price catalogues shipped with wattledger (never applied unless imported by name)."""

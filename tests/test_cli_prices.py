@@ -1,0 +1,110 @@
+"""``wattledger price`` and ``db`` commands, end to end through click."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from wattledger.cli.main import cli
+
+
+@pytest.fixture
+def run(tmp_path, monkeypatch):
+    monkeypatch.setenv("WATTLEDGER_DB", f"sqlite:///{tmp_path / 'w.db'}")
+    runner = CliRunner()
+
+    def invoke(*args):
+        return runner.invoke(cli, list(args), catch_exceptions=False)
+
+    assert invoke("db", "upgrade").exit_code == 0
+    return invoke
+
+
+def test_set_then_list_prices_as_json(run):
+    assert run("price", "set", "--sku", "H100", "--usd-per-gpu-hour", "2.00", "--from", "2026-11-01").exit_code == 0
+    assert run("price", "set", "--sku", "B200", "--capex-usd", "43800", "--years", "5").exit_code == 0
+    assert run("price", "set", "--site", "default", "--usd-per-kwh", "0.10", "--pue", "1.25").exit_code == 0
+
+    rows = json.loads(run("price", "list", "--format", "json").output)["rows"]
+
+    assert [(r["scope"], r["key"], r["effective_from"], r["usd_per_gpu_hour"], r["usd_per_kwh"], r["pue"]) for r in rows] == [
+        ("site", "default", "2000-01-01T00:00:00Z", None, 0.10, 1.25),
+        ("sku", "B200", "2000-01-01T00:00:00Z", 1.0, None, None),  # 43,800 USD over 5 x 8,760 hours
+        ("sku", "H100", "2026-11-01T00:00:00Z", 2.00, None, None),
+    ]
+
+
+def test_setting_the_same_start_again_replaces_the_price(run):
+    run("price", "set", "--sku", "H100", "--usd-per-gpu-hour", "2.00", "--from", "2026-11-01")
+    run("price", "set", "--sku", "H100", "--usd-per-gpu-hour", "2.50", "--from", "2026-11-01")
+
+    rows = json.loads(run("price", "list", "--format", "json").output)["rows"]
+
+    assert [r["usd_per_gpu_hour"] for r in rows] == [2.50]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--sku", "H100"], "give --usd-per-gpu-hour, or --capex-usd and --years"),
+        (["--sku", "H100", "--site", "dc1", "--usd-per-kwh", "1"], "give exactly one of --sku"),
+        (["--sku", "H100", "--usd-per-kwh", "0.1"], "electricity price and PUE belong to a site"),
+        (["--site", "dc1", "--usd-per-kwh", "0.1", "--pue", "0.8"], "PUE is at least 1.0"),
+        (["--sku", "H100", "--capex-usd", "30000"], "--capex-usd needs --years"),
+        (["--sku", "H100", "--usd-per-gpu-hour", "-2"], "--usd-per-gpu-hour must not be negative"),
+    ],
+)
+def test_bad_prices_are_one_line_errors(run, args, message):
+    result = run("price", "set", *args)
+
+    assert result.exit_code == 2
+    assert message in result.output
+    assert result.output.count("\n") == 1
+
+
+def test_import_toml_and_csv(run, tmp_path):
+    toml = tmp_path / "prices.toml"
+    toml.write_text('[[sku]]\nsku = "H200"\nusd_per_gpu_hour = 1.41\neffective_from = 2026-10-01\n'
+                    '[[site]]\nsite = "dc1"\nusd_per_kwh = 0.08\npue = 1.3\neffective_from = "2026-10-01"\n')
+    csv = tmp_path / "prices.csv"
+    csv.write_text("scope,key,effective_from,usd_per_gpu_hour,note\nsku,GB300,2026-10-01,2.65,contract 7\n")
+
+    assert "imported 2 price entries" in run("price", "import", str(toml)).output
+    assert "imported 1 price entries" in run("price", "import", str(csv)).output
+
+    rows = json.loads(run("price", "list", "--format", "json").output)["rows"]
+    assert [(r["key"], r["usd_per_gpu_hour"], r["usd_per_kwh"], r["note"]) for r in rows] == [
+        ("dc1", None, 0.08, None),
+        ("GB300", 2.65, None, "contract 7"),
+        ("H200", 1.41, None, None),
+    ]
+
+
+def test_a_bad_price_file_names_the_line(run, tmp_path):
+    csv = tmp_path / "prices.csv"
+    csv.write_text("scope,key,effective_from,usd_per_gpu_hour\nsku,H100,2026-10-01,two\n")
+
+    result = run("price", "import", str(csv))
+
+    assert result.exit_code == 2
+    assert "line 2: usd_per_gpu_hour must be a number, not 'two'" in result.output
+
+
+def test_example_tiers_are_applied_only_when_named(run):
+    assert json.loads(run("price", "list", "--format", "json").output)["rows"] == []
+
+    run("price", "import", "--example", "hyperscaler", "--from", "2026-01-01")
+
+    rows = {r["key"]: r for r in json.loads(run("price", "list", "--format", "json").output)["rows"]}
+    assert rows["H200"]["usd_per_gpu_hour"] == 1.41
+    assert rows["GB300"]["usd_per_gpu_hour"] == 2.652
+    assert rows["H100"]["note"] == "example: InferenceX/SemiAnalysis hyperscaler tier"
+
+
+def test_a_database_without_schema_is_refused_with_the_fix(tmp_path, monkeypatch):
+    monkeypatch.setenv("WATTLEDGER_DB", f"sqlite:///{tmp_path / 'fresh.db'}")
+
+    result = CliRunner().invoke(cli, ["price", "list"])
+
+    assert result.exit_code == 4
+    assert "has no wattledger schema; run: wattledger db upgrade" in result.output
