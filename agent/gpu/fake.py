@@ -702,7 +702,7 @@ class FakeNvml:
             out.append(pynvml.nvmlStructToFriendlyObject(info))
         return out
 
-    # -------------------------------------------------------------- helpers
+    # ------------------------------------------------------------ internals
 
     @staticmethod
     def _parent_only(handle: _Handle) -> None:

@@ -1,4 +1,4 @@
-"""Run NVML work on a helper thread, and give up on a step that does not return in time.
+"""Run NVML work on a worker thread, and give up on a step that does not return in time.
 
 An NVML call can hang for good (a wedged driver, a GPU that fell off the bus); a hung call must
 cost the agent one timeout, not its sampling loop. Starting a thread per call would cost more than
