@@ -24,6 +24,14 @@ class GpuReading:
     (from the ledger), not the raw NVML counter, and ``energy_start_ns`` the start of that
     exported series as the ledger remembers it. ``power_scope`` says what the power and energy
     cover: ``gpu`` for the GPU alone, ``module`` where only a Grace module reading exists.
+
+    ``module_energy_joules`` and ``module_power_watts`` are a Grace superchip's whole-module
+    readings (GPUs, CPU, memory), never part of the GPU's own figures. Both GPUs of a GB200/GB300
+    module carry the same ``module_id``; only one of them carries the module readings, so summing
+    over GPUs counts each module once.
+
+    A GPU that is lost or whose NVML calls hang stays in the output with ``healthy=False``, its
+    energy held at the last exported total, and ``problem`` saying why.
     """
 
     uuid: str
@@ -43,3 +51,6 @@ class GpuReading:
     module_energy_start_ns: int | None = None
     mig_instances: tuple[MigInstanceReading, ...] = ()
     healthy: bool = True
+    module_power_watts: float | None = None
+    module_id: str | None = None
+    problem: str | None = None
