@@ -6,6 +6,7 @@ import click
 
 from wattledger import __version__
 from wattledger.cli.app import App, WattledgerGroup, setup_logging
+from wattledger.cli.commands.agent import agent_group
 from wattledger.cli.commands.collector import collector_group
 from wattledger.cli.commands.db import db_group
 from wattledger.cli.commands.price import price_group
@@ -37,6 +38,7 @@ def cli(ctx: click.Context, config_path: str | None, verbose: int) -> None:
     ctx.call_on_close(app.close)
 
 
+cli.add_command(agent_group)
 cli.add_command(db_group)
 cli.add_command(price_group)
 cli.add_command(report_group)

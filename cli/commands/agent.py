@@ -1,0 +1,176 @@
+"""``wattledger agent``: run the per-node agent, and look at what it reads."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+
+import click
+
+from wattledger.agent.endpoints import ScrapedEndpoint
+from wattledger.agent.ledger import CounterLedger
+from wattledger.agent.runner import Agent, Intervals
+from wattledger.agent.telemetry import AgentTelemetry, build_resource
+from wattledger.cli.app import App, pass_app
+from wattledger.cli.probe import discover_command, probe_command
+from wattledger.config import AgentConfig
+from wattledger.errors import ConfigError, DatabaseError
+
+logger = logging.getLogger(__name__)
+
+
+@click.group("agent")
+def agent_group() -> None:
+    """Run the per-node agent, or probe what it reads from GPUs and engines."""
+
+
+agent_group.add_command(probe_command)
+agent_group.add_command(discover_command)
+
+
+@agent_group.command("run")
+@click.option("--db", "db_url", metavar="URL",
+              help="Write straight into this database (single node, no collector). Default: agent.db.")
+@click.option("--collector", "collector_url", metavar="URL",
+              help="Export OTLP/HTTP to this collector, e.g. http://collector:4318/v1/metrics. "
+              "Default: agent.collector_url.")
+@click.option("--fake-gpus", metavar="SPEC",
+              help="Sample simulated GPUs instead of NVML, e.g. 8xH100 or 4xGB200 (for trials).")
+@click.option("--no-gpus", is_flag=True, help="Scrape engines only; do not open NVML.")
+@click.option("--once", is_flag=True, help="Sample, scrape and export once, then exit.")
+@pass_app
+def run_command(app: App, db_url: str | None, collector_url: str | None, fake_gpus: str | None,
+                no_gpus: bool, once: bool) -> None:
+    """Sample this node's GPUs and scrape its serving engines; export what they say.
+
+    Energy comes from the NVML energy counter (or integrated power where there is none), tokens
+    and phase time from each endpoint in the config's [[agent.endpoints]]. Counter baselines are
+    kept in agent.state_dir, so a restart loses nothing. Stops cleanly on SIGTERM or Ctrl-C.
+
+    \b
+    Examples:
+      wattledger agent run --db sqlite:///var/lib/wattledger/wattledger.db
+      wattledger --config /etc/wattledger/agent.toml agent run
+      wattledger agent run --fake-gpus 8xH100 --db sqlite:///tmp/trial.db --once
+    """
+    settings = app.config.agent
+    if not app.verbose:
+        logging.getLogger("wattledger").setLevel(logging.INFO)
+
+    sink = _open_sink(app, settings, db_url, collector_url)
+    ledger = CounterLedger(Path(settings.state_dir) / "ledger.json")
+    monitor = None if no_gpus else _open_gpus(settings, ledger, fake_gpus)
+    endpoints = [
+        ScrapedEndpoint(endpoint, gpu_processes=monitor.gpu_processes if monitor else None)
+        for endpoint in settings.endpoints
+    ]
+    if monitor is None and not endpoints:
+        raise ConfigError("nothing to read: no GPUs (--no-gpus) and no [[agent.endpoints]] in the config")
+
+    resource = build_resource(settings.node, cluster=settings.cluster, site=settings.site, tags=settings.tags)
+    telemetry = AgentTelemetry(resource, sink)
+    agent = Agent(
+        telemetry=telemetry,
+        ledger=ledger,
+        gpus=monitor,
+        endpoints=endpoints,
+        intervals=Intervals(settings.sample_interval_s, settings.scrape_interval_s, settings.export_interval_s),
+    )
+
+    try:
+        if once:
+            agent.tick()
+            click.echo(f"exported once: {agent.exports_ok} ok, {agent.exports_failed} failed", err=True)
+            return
+        _run_until_signalled(agent, settings, len(endpoints), monitor is not None)
+    finally:
+        telemetry.shutdown()
+        sink.close()
+        if monitor is not None:
+            monitor.close()
+
+
+def _open_sink(app: App, settings: AgentConfig, db_url: str | None, collector_url: str | None):
+    db_url = db_url or settings.db
+    collector_url = collector_url or settings.collector_url
+    if db_url and collector_url:
+        raise ConfigError("give --db or --collector, not both (check agent.db and agent.collector_url)")
+    if collector_url:
+        from wattledger.agent.sinks import OtlpSink
+
+        return OtlpSink(collector_url, token=_read_token(settings.token_file))
+    if db_url:
+        from wattledger.agent.sinks import DatabaseSink
+
+        return DatabaseSink(_single_node_store(app, db_url))
+    raise ConfigError(
+        "nowhere to send data: give --collector URL (or agent.collector_url) for a fleet, "
+        "or --db URL (or agent.db) for a single node"
+    )
+
+
+def _single_node_store(app: App, db_url: str):
+    """The agent's own database; an empty SQLite file is given the schema on first use."""
+    from wattledger.collector.db import has_tables, open_engine
+    from wattledger.migrations import runner
+
+    engine = open_engine(db_url)
+    if engine.dialect.name == "sqlite" and not has_tables(engine):
+        logger.info("creating the wattledger schema in %s", db_url)
+        runner.upgrade(engine)
+    return app.engine(db_url)
+
+
+def _read_token(path: str | None) -> str | None:
+    if not path:
+        return None
+    try:
+        token = Path(path).read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the agent token file {path}: {exc.strerror}") from None
+    if not token:
+        raise ConfigError(f"the agent token file {path} is empty; create a token with 'wattledger token create'")
+    return token
+
+
+def _open_gpus(settings: AgentConfig, ledger: CounterLedger, fake_spec: str | None):
+    from wattledger.agent.gpu.fake import fake_from_spec
+    from wattledger.agent.gpu.monitor import GpuMonitor
+    from wattledger.agent.gpu.nvml import open_nvml
+
+    lib = fake_from_spec(fake_spec) if fake_spec else None
+    nvml = open_nvml(lib, call_timeout_s=settings.nvml_timeout_s)
+    return GpuMonitor(nvml, ledger)
+
+
+def _run_until_signalled(agent: Agent, settings: AgentConfig, n_endpoints: int, gpus: bool) -> None:
+    stop = threading.Event()
+
+    def _on_signal(signum, _frame):
+        logger.info("signal %d: exporting once more, then stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    notifier = _notifier()
+    target = settings.collector_url or settings.db or "the configured sink"
+    logger.info(
+        "agent on node %s: %s, %d endpoint(s), exporting every %gs to %s",
+        settings.node, "GPUs via NVML" if gpus else "no GPUs", n_endpoints, settings.export_interval_s, target,
+    )
+    notifier("READY=1")
+    try:
+        agent.run(stop, on_tick=lambda: notifier("WATCHDOG=1"))
+    except DatabaseError:
+        raise
+    finally:
+        notifier("STOPPING=1")
+
+
+def _notifier():
+    import sdnotify
+
+    systemd = sdnotify.SystemdNotifier()
+    return systemd.notify
