@@ -244,6 +244,6 @@ def _one_line(exc: BaseException) -> str:
 
 def serve_in_thread(server: CollectorServer) -> threading.Thread:
     """Run ``server`` on a background thread (tests, the demo, in-process use)."""
-    thread = threading.Thread(target=server.serve_forever, name="collector", daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="collector", daemon=True)
     thread.start()
     return thread
