@@ -123,10 +123,12 @@ def test_report_dollars_by_hand(three_hours):
     assert h200["idle_usd"] == pytest.approx(11.358874, abs=1e-6)
     assert h200["usd_per_mtok"] == pytest.approx(22.995322 / 1.296, abs=1e-5)
 
-    # GB200, DeepSeek-R1 (prefill and decode workers together): 8 GPU-hours serving.
+    # GB200, DeepSeek-R1 (prefill and decode workers together): 8 GPU-hours serving, drawing
+    # 4 x 3600 x (440.151 + 348.744) = 11,360,088 J; idle 4 GPU-hours at 165.93 W.
     gb200 = rows[("blackwell", DEEPSEEK_R1)]
-    assert gb200["cost_usd"] == pytest.approx(8 * 2.21 + 11_360_088 * usd_per_joule, abs=1e-6)
-    assert gb200["idle_usd"] == pytest.approx(4 * 2.21 + 4 * 3600 * 165.93 * usd_per_joule, abs=1e-6)
+    assert gb200["cost_usd"] == pytest.approx(8 * 2.21 + 11_360_088 * usd_per_joule)
+    assert gb200["cost_usd"] == pytest.approx(18.078865, abs=1e-6)
+    assert gb200["idle_usd"] == pytest.approx(8.923894, abs=1e-6)
 
 
 # --- the pages are read by the agent's engine readers ------------------------------------------
@@ -231,7 +233,7 @@ def test_a_file_that_is_not_a_database_is_never_overwritten(tmp_path):
 
 def test_bad_options_are_one_line_errors(tmp_path):
     step = run_demo("--db", str(tmp_path / "a.db"), "--step-s", "700")
-    assert step.exit_code == 1
+    assert step.exit_code == 2
     assert step.output.strip() == (
         "error: --step-s 700: give a step that divides an hour evenly (e.g. 60, 120, 300)"
     )

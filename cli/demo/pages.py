@@ -20,6 +20,7 @@ Every observation of a histogram is the stated mean time, so a histogram's sum i
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -50,6 +51,11 @@ KV_LOAD_S = 0.02
 # Time a prefill worker spends sampling the one token it generates.
 ONE_TOKEN_S = 0.02
 LENGTH_SHARE = 10  # one finished request in ten stops at max_tokens
+
+
+@functools.cache
+def _le(bound: float) -> str:
+    return floatToGoString(bound)
 
 
 @dataclass(frozen=True)
@@ -85,7 +91,7 @@ class Families:
         for row in rows:
             count = row.value
             mean = row.seconds / count if count else 0.0
-            cumulative = [(floatToGoString(le), count if mean <= le else 0.0) for le in buckets]
+            cumulative = [(_le(le), count if mean <= le else 0.0) for le in buckets]
             family.add_metric(row.labels, [*cumulative, ("+Inf", count)], row.seconds)
             if self.created is not None:
                 named = dict(zip(labels, row.labels, strict=True))

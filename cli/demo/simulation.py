@@ -40,7 +40,7 @@ from wattledger.cli.demo.serving import PageServer
 from wattledger.cli.demo.traffic import Counts, counted, worker_counts
 from wattledger.collector.server import METRICS_PATH, CollectorServer, serve_in_thread
 from wattledger.config import EndpointConfig
-from wattledger.errors import WattledgerError
+from wattledger.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -76,16 +76,16 @@ class Window:
 
     def __post_init__(self) -> None:
         if self.since_s % HOUR_S:
-            raise WattledgerError(
+            raise ConfigError(
                 f"the simulated window must start on the hour, not at {self.since_s}"
             )
         if self.step_s <= 0 or HOUR_S % self.step_s:
-            raise WattledgerError(
+            raise ConfigError(
                 f"--step-s {self.step_s}: give a step that divides an hour evenly "
                 "(e.g. 60, 120, 300)"
             )
         if self.export_every < 1:
-            raise WattledgerError(f"export every {self.export_every} steps: give 1 or more")
+            raise ConfigError(f"export every {self.export_every} steps: give 1 or more")
 
     @property
     def until_s(self) -> int:
