@@ -198,6 +198,7 @@ USD_PER_KWH = Figure(
 PUE = Figure(
     "PUE", 1.58, "", "Uptime Institute industry average PUE for 2023 (Global Data Center Survey)",
 )
+# Limitation: the TCO tiers include power, and the demo adds metered energy on top by default.
 TCO_NOTE = (
     "The SemiAnalysis TCO tiers already include power, so metered energy at the electricity price "
     "counts power twice; rerun with --usd-per-kwh 0 to leave it out."

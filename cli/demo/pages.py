@@ -17,6 +17,8 @@ them:
 
 Every observation of a histogram is the stated mean time, so a histogram's sum is exact.
 """
+# Limitation: histograms put every request in one bucket (the mean's), and gauges are derived
+# from the hour's load; only counters and histogram sums are meant to be realistic.
 
 from __future__ import annotations
 

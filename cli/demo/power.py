@@ -18,6 +18,8 @@ logger = logging.getLogger(__name__)
 HOUR_S = 3600
 
 
+# Limitation: load, and so power, changes only on the hour; a real GPU's draw moves with every
+# batch. Totals per hour are what the report reads, so the shape inside an hour does not matter.
 class HourlyPower:
     """Watts constant within each UTC hour; a spare GPU stays at idle all day."""
 
@@ -44,6 +46,8 @@ class HourlyPower:
         return total
 
 
+# Limitation: fake_from_spec numbers GPUs the same way on every fake node, so the demo re-stamps
+# the UUIDs of the fake's GPUs itself.
 def unique_uuids(fake: FakeNvml, node_number: int) -> None:
     """Give the node's GPUs UUIDs no other simulated node has.
 

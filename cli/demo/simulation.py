@@ -223,6 +223,8 @@ def _stop_node(node_run: _NodeRun) -> None:
         server.stop()
 
 
+# Limitation: a Grace module's CPU and memory draw (exported apart as module energy) is in no
+# cost: reports price GPU energy only, so the GB200 node's Grace power is left out.
 def _ground_truth(runs: list[_NodeRun], window: Window, started_s: int) -> GroundTruth:
     truth = GroundTruth()
     for node_run in runs:
