@@ -86,7 +86,7 @@ def test_stored_tokens_are_the_simulated_tokens_per_model(three_hours):
 
 
 def test_every_export_reached_the_collector_and_nothing_was_rejected(three_hours):
-    # 4 agents x (18 exports every 10 minutes + the first + the last) = 80
+    # 4 agents x (19 exports, every 10 minutes from 00:00 to 03:00, + the closing one) = 80
     assert (three_hours.run.exports_ok, three_hours.run.exports_failed) == (80, 0)
     assert three_hours.run.collector_stats["rejected"] == 0
     assert three_hours.run.collector_stats["errors"] == 0
