@@ -152,6 +152,11 @@ def comparison(console: Console, outcome: Outcome) -> None:
             "token.",
             highlight=False,
         )
+    console.print(
+        "These ratios follow from the figures above (the simulated throughputs come from "
+        "NVIDIA's own claims): they show the report at work on a simulated fleet, not a "
+        "measurement of real GPUs.", highlight=False,
+    )
 
 
 def figures_table(console: Console, figures: Sequence[Figure]) -> None:
