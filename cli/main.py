@@ -9,6 +9,7 @@ from wattledger.cli.app import App, WattledgerGroup, setup_logging
 from wattledger.cli.commands.agent import agent_group
 from wattledger.cli.commands.collector import collector_group
 from wattledger.cli.commands.db import db_group
+from wattledger.cli.commands.demo import demo_command
 from wattledger.cli.commands.price import price_group
 from wattledger.cli.commands.report import report_group
 
@@ -43,6 +44,7 @@ cli.add_command(db_group)
 cli.add_command(price_group)
 cli.add_command(report_group)
 cli.add_command(collector_group)
+cli.add_command(demo_command)
 
 
 def main() -> None:
