@@ -28,10 +28,13 @@ NOW = END + 86_400
 NOV_30, DEC_1 = "2026-11-30T22:00:00Z", "2026-12-01T00:00:00Z"
 
 
-def export(engine, path, *, idle="none", granularity="day", fmt="csv", since=START, until=END, **extra):
+def export(
+    engine, path, *, idle="none", granularity="day", fmt="csv", since=START, until=END, **extra
+):
     settings = parse_chargeback({**CHARGEBACK, "idle": idle, **extra})
-    return export_chargeback(engine, settings, since, until, path=path, fmt=fmt,
-                             granularity=granularity, now=NOW)
+    return export_chargeback(
+        engine, settings, since, until, path=path, fmt=fmt, granularity=granularity, now=NOW
+    )
 
 
 def read_csv(path):
@@ -41,7 +44,10 @@ def read_csv(path):
 
 def by_line(rows):
     """Rows keyed by (charge period start, cost centre, kind, resource)."""
-    return {(r["ChargePeriodStart"], r["SubAccountId"], r["x_ChargeKind"], r["ResourceName"]): r for r in rows}
+    return {
+        (r["ChargePeriodStart"], r["SubAccountId"], r["x_ChargeKind"], r["ResourceName"]): r
+        for r in rows
+    }
 
 
 def billed(rows):
@@ -174,17 +180,27 @@ def test_proportional_idle_follows_serving_cost(engine, tmp_path):
 
     # Each day costs 24.60, so each serving line is scaled by 24.60 / (serving cost of its day).
     got = billed(rows)
-    assert got[(NOV_30, "ads", "serving", "qwen-32b")] == Decimal("12.2628398792")  # 8.25 x 24.60/16.55
-    assert got[(NOV_30, "search", "serving", "llama-70b")] == Decimal("12.3371601208")  # 8.30 x 24.60/16.55
-    assert got[(DEC_1, "ads", "serving", "qwen-32b")] == Decimal("19.6561743341")  # 8.25 x 24.60/10.325
-    assert got[(DEC_1, "search", "serving", "llama-70b")] == Decimal("4.9438256659")  # 2.075 x 24.60/10.325
+    assert got[(NOV_30, "ads", "serving", "qwen-32b")] == Decimal(
+        "12.2628398792"
+    )  # 8.25 x 24.60/16.55
+    assert got[(NOV_30, "search", "serving", "llama-70b")] == Decimal(
+        "12.3371601208"
+    )  # 8.30 x 24.60/16.55
+    assert got[(DEC_1, "ads", "serving", "qwen-32b")] == Decimal(
+        "19.6561743341"
+    )  # 8.25 x 24.60/10.325
+    assert got[(DEC_1, "search", "serving", "llama-70b")] == Decimal(
+        "4.9438256659"
+    )  # 2.075 x 24.60/10.325
     assert sum(got.values()) == Decimal("49.20")
 
 
 def test_idle_centre_takes_all_idle_time(engine, tmp_path):
     build_fleet(engine)
 
-    rows = read_csv(export(engine, tmp_path / "centre.csv", idle="centre", idle_centre="platform").path)
+    rows = read_csv(
+        export(engine, tmp_path / "centre.csv", idle="centre", idle_centre="platform").path
+    )
 
     assert billed(rows) == {
         (NOV_30, "ads", "serving", "qwen-32b"): Decimal("8.25"),
@@ -208,17 +224,24 @@ def test_export_total_equals_the_cost_report_to_the_cent(engine, tmp_path, idle,
     result = export(engine, tmp_path / "x.csv", idle=idle, granularity=granularity, **extra)
 
     report = cost_report(engine, START, END, ["model"], idle="none")
-    assert round(result.total_usd, 2) == round(Decimal(repr(report.total["total_usd"])), 2) == Decimal("49.20")
+    assert (
+        round(result.total_usd, 2)
+        == round(Decimal(repr(report.total["total_usd"])), 2)
+        == Decimal("49.20")
+    )
     assert sum(Decimal(r["BilledCost"]) for r in read_csv(result.path)) == result.total_usd
 
 
 def test_awkward_prices_still_reconcile_to_the_cent(engine, tmp_path):
     build_fleet(engine)
-    set_prices(engine, [
-        PriceEntry("sku", "H100", 0, usd_per_gpu_hour=2.3456789),
-        PriceEntry("sku", "B200", START + 7200, usd_per_gpu_hour=3.987654),  # from 1 Dec 00:00
-        PriceEntry("site", "default", 0, usd_per_kwh=0.123457, pue=1.17),
-    ])
+    set_prices(
+        engine,
+        [
+            PriceEntry("sku", "H100", 0, usd_per_gpu_hour=2.3456789),
+            PriceEntry("sku", "B200", START + 7200, usd_per_gpu_hour=3.987654),  # from 1 Dec 00:00
+            PriceEntry("site", "default", 0, usd_per_kwh=0.123457, pue=1.17),
+        ],
+    )
 
     result = export(engine, tmp_path / "x.csv", idle="proportional", granularity="hour")
 
@@ -237,7 +260,9 @@ def test_hourly_rows_cover_each_hour_and_its_billing_month(engine, tmp_path):
 
     rows = read_csv(export(engine, tmp_path / "hourly.csv", granularity="hour").path)
 
-    hours = sorted({(r["ChargePeriodStart"], r["ChargePeriodEnd"], r["BillingPeriodStart"]) for r in rows})
+    hours = sorted(
+        {(r["ChargePeriodStart"], r["ChargePeriodEnd"], r["BillingPeriodStart"]) for r in rows}
+    )
     assert hours == [
         ("2026-11-30T22:00:00Z", "2026-11-30T23:00:00Z", "2026-11-01T00:00:00Z"),
         ("2026-11-30T23:00:00Z", "2026-12-01T00:00:00Z", "2026-11-01T00:00:00Z"),
@@ -256,7 +281,9 @@ def test_a_window_that_starts_mid_day_clips_the_first_charge_period(engine, tmp_
 
     first = sorted({r["ChargePeriodStart"] for r in rows})[0]
     assert first == "2026-11-30T23:00:00Z"
-    assert billed(rows)[("2026-11-30T23:00:00Z", "search", "serving", "llama-70b")] == Decimal("4.15")
+    assert billed(rows)[("2026-11-30T23:00:00Z", "search", "serving", "llama-70b")] == Decimal(
+        "4.15"
+    )
 
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
@@ -295,7 +322,9 @@ def test_parquet_has_decimal_and_utc_timestamp_types_and_the_csv_values(engine, 
     assert len(parquet_rows) == len(csv_rows) == 7
     for from_parquet, from_csv in zip(parquet_rows, csv_rows, strict=True):
         assert str(from_parquet["BilledCost"]) == from_csv["BilledCost"]
-        assert from_parquet["ChargePeriodStart"] == datetime.fromisoformat(from_csv["ChargePeriodStart"])
+        assert from_parquet["ChargePeriodStart"] == datetime.fromisoformat(
+            from_csv["ChargePeriodStart"]
+        )
         assert from_parquet["ChargeClass"] is None and from_parquet["InvoiceId"] is None
     assert parquet_rows[0]["ChargePeriodStart"].tzinfo is not None
     assert parquet_rows[0]["ChargePeriodStart"] == datetime(2026, 11, 30, 22, tzinfo=UTC)
@@ -306,13 +335,31 @@ def test_an_open_period_is_refused_unless_asked_for(engine, tmp_path):
     settings = parse_chargeback(CHARGEBACK)
 
     with pytest.raises(ExportError) as refused:
-        export_chargeback(engine, settings, START, END, path=tmp_path / "x.csv", fmt="csv",
-                          granularity="day", now=END - 60)
-    result = export_chargeback(engine, settings, START, END, path=tmp_path / "x.csv", fmt="csv",
-                               granularity="day", now=END - 60, allow_open=True)
+        export_chargeback(
+            engine,
+            settings,
+            START,
+            END,
+            path=tmp_path / "x.csv",
+            fmt="csv",
+            granularity="day",
+            now=END - 60,
+        )
+    result = export_chargeback(
+        engine,
+        settings,
+        START,
+        END,
+        path=tmp_path / "x.csv",
+        fmt="csv",
+        granularity="day",
+        now=END - 60,
+        allow_open=True,
+    )
 
     assert str(refused.value) == (
-        "the period ending 2026-12-01T02:00:00Z is still open (now 2026-12-01T01:59:00Z): its figures "
+        "the period ending 2026-12-01T02:00:00Z is still open (now 2026-12-01T01:59:00Z): "
+        "its figures "
         "would change; export it once it has ended, or pass --allow-open"
     )
     assert result.total_usd == Decimal("49.20")
@@ -333,10 +380,21 @@ def test_unpriced_gpu_time_is_refused_not_exported_as_free(engine, tmp_path):
     assert not (tmp_path / "x.csv").exists()
 
 
-@pytest.mark.parametrize(("since", "until", "message"), [
-    (START, START, "the window is empty: it ends 2026-11-30T22:00:00Z, not after 2026-11-30T22:00:00Z"),
-    (START + 60, END, "the window's start 2026-11-30T22:01:00Z is not on the hour; usage is kept per hour"),
-])
+@pytest.mark.parametrize(
+    ("since", "until", "message"),
+    [
+        (
+            START,
+            START,
+            "the window is empty: it ends 2026-11-30T22:00:00Z, not after 2026-11-30T22:00:00Z",
+        ),
+        (
+            START + 60,
+            END,
+            "the window's start 2026-11-30T22:01:00Z is not on the hour; usage is kept per hour",
+        ),
+    ],
+)
 def test_bad_windows_are_refused(engine, tmp_path, since, until, message):
     with pytest.raises(ExportError) as refused:
         export(engine, tmp_path / "x.csv", since=since, until=until)
@@ -352,13 +410,22 @@ def test_prices_used_are_the_test_fleets():
 def test_list_cost_is_list_unit_price_times_pricing_quantity(engine, tmp_path, idle):
     """FOCUS's price identity, to the validator's tolerance (1e-9 relative), on every row."""
     build_fleet(engine)
-    set_prices(engine, [PriceEntry("sku", "H100", 0, usd_per_gpu_hour=2.3456789),
-                        PriceEntry("site", "default", 0, usd_per_kwh=0.123457, pue=1.17)])
+    set_prices(
+        engine,
+        [
+            PriceEntry("sku", "H100", 0, usd_per_gpu_hour=2.3456789),
+            PriceEntry("site", "default", 0, usd_per_kwh=0.123457, pue=1.17),
+        ],
+    )
 
     rows = read_csv(export(engine, tmp_path / "x.csv", idle=idle, granularity="hour").path)
 
     for row in rows:
-        unit, quantity, cost = (Decimal(row[k]) for k in ("ListUnitPrice", "PricingQuantity", "ListCost"))
+        unit, quantity, cost = (
+            Decimal(row[k]) for k in ("ListUnitPrice", "PricingQuantity", "ListCost")
+        )
         assert abs(unit * quantity - cost) <= Decimal("1e-9") * max(abs(cost), 1), row
-        assert abs(float(unit) * float(quantity) - float(cost)) <= 1e-9 * max(abs(float(cost)), 1), row
+        assert abs(float(unit) * float(quantity) - float(cost)) <= 1e-9 * max(
+            abs(float(cost)), 1
+        ), row
         assert row["ListCost"] == row["BilledCost"] == row["EffectiveCost"] == row["ContractedCost"]

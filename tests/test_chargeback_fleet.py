@@ -71,27 +71,44 @@ CHARGEBACK = {
 }
 
 
-def fleet_points(start: int = START, hours: int = HOURS) -> list[Point]:
-    """The fleet's cumulative counters, once a minute from ``start`` for ``hours``."""
+def fleet_points(start: int = START, hours: int = HOURS, step_s: int = 60) -> list[Point]:
+    """The fleet's cumulative counters, every ``step_s`` seconds from ``start`` for ``hours``.
+
+    The serving pattern repeats every four hours, so a longer fleet costs 49.20 USD per block.
+    """
     t0 = start * S
+    cycle = HOURS * 3600
     points = []
-    for minute in range(1, hours * 60 + 1):
-        t = t0 + minute * 60 * S
+    for step in range(1, hours * 3600 // step_s + 1):
+        elapsed = step * step_s
+        t = t0 + elapsed * S
         for uuid, (node, sku, arch, watts) in GPUS.items():
-            gpu = {c.ATTR_HW_ID: uuid, c.ATTR_SKU: sku, c.ATTR_ARCHITECTURE: arch,
-                   c.ATTR_HW_NAME: f"NVIDIA {sku}"}
-            points.append(Point(c.METRIC_ENERGY, COUNTER, NODES[node], gpu, t0, t, watts * minute * 60.0))
+            gpu = {
+                c.ATTR_HW_ID: uuid,
+                c.ATTR_SKU: sku,
+                c.ATTR_ARCHITECTURE: arch,
+                c.ATTR_HW_NAME: f"NVIDIA {sku}",
+            }
+            points.append(Point(c.METRIC_ENERGY, COUNTER, NODES[node], gpu, t0, t, watts * elapsed))
         for name, (node, model, gpus, input_rate, output_rate, served) in ENDPOINTS.items():
-            busy_seconds = min(minute, served) * 60.0
+            cycles, into_cycle = divmod(elapsed, cycle)
+            busy_seconds = cycles * served * 60.0 + min(into_cycle, served * 60)
             for token_type, rate in ((c.TOKEN_INPUT, input_rate), (c.TOKEN_OUTPUT, output_rate)):
-                attrs = {c.ATTR_ENDPOINT: name, c.ATTR_ENGINE: "vllm", c.ATTR_MODEL: model,
-                         c.ATTR_TOKEN_TYPE: token_type, c.ATTR_GPU_IDS: gpus}
-                points.append(Point(c.METRIC_TOKENS, COUNTER, NODES[node], attrs, t0, t, rate * busy_seconds))
+                attrs = {
+                    c.ATTR_ENDPOINT: name,
+                    c.ATTR_ENGINE: "vllm",
+                    c.ATTR_MODEL: model,
+                    c.ATTR_TOKEN_TYPE: token_type,
+                    c.ATTR_GPU_IDS: gpus,
+                }
+                points.append(
+                    Point(c.METRIC_TOKENS, COUNTER, NODES[node], attrs, t0, t, rate * busy_seconds)
+                )
     return points
 
 
-def build_fleet(engine, start: int = START, hours: int = HOURS) -> None:
-    Ingestor(engine).ingest(fleet_points(start, hours))
+def build_fleet(engine, start: int = START, hours: int = HOURS, step_s: int = 60) -> None:
+    Ingestor(engine).ingest(fleet_points(start, hours, step_s))
     set_prices(engine, PRICES)
     refresh(engine)
 

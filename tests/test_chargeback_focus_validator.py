@@ -12,9 +12,11 @@ on it fail instead. Their parent, InvoiceId-C-003-C, is an OR of the two and pas
 is not invoiced, so InvoiceId is null and InvoiceId-C-005-C is the one reported. The test accepts
 exactly that failure, and only while InvoiceId-C-003-C passes.
 
-Besides the default run, the files are checked with the applicability criteria that describe a
-GPU fleet's chargeback honestly (accounts are named, resources are typed and billed by use,
-regions and sub-accounts and tags exist), which turns on the rules for those columns too.
+The files cover 1 November to 2 December 2026 (the test fleet's four-hour pattern, sampled every
+five minutes): 2,418 hourly or 124 daily rows. Besides the default run, the files are checked
+with the applicability criteria that describe a GPU fleet's chargeback honestly (accounts are
+named, resources are typed and billed by use, regions and sub-accounts and tags exist), which
+turns on the rules for those columns too.
 
 The validator does not check ListCost = ListUnitPrice x PricingQuantity on these files: the rule
 is conditioned on "ChargeClass is not Correction", and the validator's SQL for that condition is
@@ -26,25 +28,35 @@ import csv
 import re
 import shutil
 import subprocess
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from test_chargeback_fleet import CHARGEBACK, END, START, build_fleet
+from test_chargeback_fleet import CHARGEBACK, build_fleet
 
 from wattledger.cli.chargeback.export import export_chargeback
 from wattledger.cli.chargeback.settings import parse_chargeback
+from wattledger.cli.reports.cost import cost_report
 
 TOOL = Path(__file__).resolve().parent.parent.parent / "shared" / "tools" / "focus-validate"
-CRITERIA = ",".join([
-    "ACCOUNT_NAMING_SUPPORTED",
-    "BILLING_BASED_ON_PROVISIONED_RESOURCES_SUPPORTED",
-    "REGION_SUPPORTED",
-    "RESOURCE_TYPE_ASSIGNMENT_SUPPORTED",
-    "SUB_ACCOUNT_SUPPORTED",
-    "TAGGING_SUPPORTED",
-])
-VALIDATOR_DEFECTS = {"InvoiceId-C-005-C": "InvoiceId-C-003-C"}  # failing rule: parent that must pass
-SUMMARY = re.compile(r"^Total: (\d+) \| Pass: (\d+) \| Fail: (\d+) \| Skipped: (\d+)$", re.MULTILINE)
+CRITERIA = ",".join(
+    [
+        "ACCOUNT_NAMING_SUPPORTED",
+        "BILLING_BASED_ON_PROVISIONED_RESOURCES_SUPPORTED",
+        "REGION_SUPPORTED",
+        "RESOURCE_TYPE_ASSIGNMENT_SUPPORTED",
+        "SUB_ACCOUNT_SUPPORTED",
+        "TAGGING_SUPPORTED",
+    ]
+)
+VALIDATOR_DEFECTS = {
+    "InvoiceId-C-005-C": "InvoiceId-C-003-C"
+}  # failing rule: parent that must pass
+SUMMARY = re.compile(
+    r"^Total: (\d+) \| Pass: (\d+) \| Fail: (\d+) \| Skipped: (\d+)$", re.MULTILINE
+)
+MONTH_START = 1_793_491_200  # 2026-11-01T00:00:00Z
+MONTH_END = MONTH_START + 31 * 86_400  # 2026-12-02: the files cross a billing period
 RESULT = re.compile(r"^\S+ ([A-Za-z]+-[A-Z]-\d{3}-[A-Z]): (PASS|FAIL|SKIPPED)", re.MULTILINE)
 
 
@@ -72,14 +84,23 @@ def validator(tmp_path_factory):
 
 def validate(tool: Path, path: Path, *options: str) -> dict:
     """Run the validator on ``path``: its summary line and each rule's status."""
-    done = subprocess.run([str(tool), str(path), *options], capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [str(tool), str(path), *options], capture_output=True, text=True, timeout=600
+    )
     output = done.stdout + done.stderr
     summary = SUMMARY.search(output)
     assert summary, f"no summary from focus-validate (exit {done.returncode}):\n{output[-3000:]}"
     total, passed, failed, skipped = (int(n) for n in summary.groups())
     statuses = dict(RESULT.findall(output))
-    return {"total": total, "passed": passed, "failed": failed, "skipped": skipped,
-            "statuses": statuses, "output": output, "line": summary.group(0)}
+    return {
+        "total": total,
+        "passed": passed,
+        "failed": failed,
+        "skipped": skipped,
+        "statuses": statuses,
+        "output": output,
+        "line": summary.group(0),
+    }
 
 
 def assert_valid(report: dict) -> None:
@@ -89,30 +110,47 @@ def assert_valid(report: dict) -> None:
     assert not unexpected, f"{report['line']}; failed: {unexpected}\n{report['output'][-6000:]}"
     for rule in failures:
         parent = VALIDATOR_DEFECTS[rule]
-        assert report["statuses"].get(parent) == "PASS", f"{rule} failed and so did its parent {parent}"
+        assert report["statuses"].get(parent) == "PASS", (
+            f"{rule} failed and so did its parent {parent}"
+        )
     assert report["passed"] > 100
 
 
 def export(engine, path: Path, fmt: str, granularity: str):
     settings = parse_chargeback(CHARGEBACK)
-    return export_chargeback(engine, settings, START, END, path=path, fmt=fmt,
-                             granularity=granularity, now=END + 3600)
+    return export_chargeback(
+        engine,
+        settings,
+        MONTH_START,
+        MONTH_END,
+        path=path,
+        fmt=fmt,
+        granularity=granularity,
+        now=MONTH_END + 3600,
+    )
 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    """Hourly and daily exports of the fleet, in both formats (one SQLite store for the module)."""
+    """Hourly and daily exports of the fleet over 1 Nov to 2 Dec 2026, in both formats."""
     from wattledger.collector.db import open_engine
     from wattledger.migrations import runner
 
     directory = tmp_path_factory.mktemp("focus")
     engine = open_engine(f"sqlite:///{directory / 'store.db'}")
     runner.upgrade(engine)
-    build_fleet(engine)
+    build_fleet(engine, MONTH_START, (MONTH_END - MONTH_START) // 3600, step_s=300)
     made = {}
     for fmt in ("csv", "parquet"):
         for granularity in ("hour", "day"):
-            made[fmt, granularity] = export(engine, directory / f"{granularity}.{fmt}", fmt, granularity).path
+            result = export(engine, directory / f"{granularity}.{fmt}", fmt, granularity)
+            # 186 four-hour blocks of 49.20 USD, as the cost report says too.
+            assert result.total_usd == Decimal("9151.20")
+            assert result.rows == {"hour": 2418, "day": 124}[granularity]
+            made[fmt, granularity] = result.path
+    assert cost_report(engine, MONTH_START, MONTH_END, ["model"]).total[
+        "total_usd"
+    ] == pytest.approx(9151.20)
     engine.dispose()
     return made
 
@@ -133,8 +171,14 @@ def test_daily_export_passes_with_the_fleets_applicability_criteria(validator, f
 
     print(report["line"])
     assert_valid(report)
-    for rule in ("SubAccountName-C-005-C", "ResourceType-C-005-C", "RegionName-C-005-C",
-                 "Tags-C-001-M", "ChargePeriodEnd-C-002-M", "BillingCurrency-C-003-M"):
+    for rule in (
+        "SubAccountName-C-005-C",
+        "ResourceType-C-005-C",
+        "RegionName-C-005-C",
+        "Tags-C-001-M",
+        "ChargePeriodEnd-C-002-M",
+        "BillingCurrency-C-003-M",
+    ):
         assert report["statuses"][rule] == "PASS", rule
 
 

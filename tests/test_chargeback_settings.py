@@ -13,12 +13,14 @@ def settings(**extra):
 
 
 def test_first_matching_rule_wins_and_the_default_catches_the_rest():
-    chosen = settings(rules=[
-        {"centre": "search", "endpoint": ["llama-*", "mixtral-*"]},
-        {"centre": "ads", "model": "qwen*", "node": "gpu-b*"},
-        {"centre": "ads", "tags": {"team": "ads"}},
-        {"centre": "platform", "endpoint": "llama-*"},
-    ])
+    chosen = settings(
+        rules=[
+            {"centre": "search", "endpoint": ["llama-*", "mixtral-*"]},
+            {"centre": "ads", "model": "qwen*", "node": "gpu-b*"},
+            {"centre": "ads", "tags": {"team": "ads"}},
+            {"centre": "platform", "endpoint": "llama-*"},
+        ]
+    )
 
     assert chosen.centre_for(Subject("gpu-a1", "llama-70b", "llama-3.1-70b")) == "search"
     assert chosen.centre_for(Subject("gpu-a1", "mixtral-8x7b", "mixtral")) == "search"
@@ -42,8 +44,11 @@ def test_defaults_put_everything_in_one_unallocated_centre():
 
 
 def test_account_names_follow_the_provider_unless_given():
-    chosen = settings(provider_name="ACME GPU cloud", billing_account_id="acme-1",
-                      invoice_issuer_name="ACME Finance")
+    chosen = settings(
+        provider_name="ACME GPU cloud",
+        billing_account_id="acme-1",
+        invoice_issuer_name="ACME Finance",
+    )
 
     assert chosen.account.provider_name == "ACME GPU cloud"
     assert chosen.account.publisher_name == "ACME GPU cloud"
@@ -52,36 +57,78 @@ def test_account_names_follow_the_provider_unless_given():
     assert chosen.account.invoice_issuer_name == "ACME Finance"
 
 
-@pytest.mark.parametrize(("raw", "message"), [
-    ({"rules": [{"centre": "serch", "endpoint": "x"}]},
-     "wl.toml: chargeback.rules[0].centre names cost centre 'serch', which is not in chargeback.centres "
-     "(did you mean 'search'?); declare it there"),
-    ({"default_centre": "nobody"},
-     "wl.toml: chargeback.default_centre names cost centre 'nobody', which is not in chargeback.centres; "
-     "declare it there"),
-    ({"idle": "centre", "idle_centre": "finance"},
-     "wl.toml: chargeback.idle_centre names cost centre 'finance', which is not in chargeback.centres; "
-     "declare it there"),
-    ({"idle": "centre"}, 'wl.toml: chargeback.idle = "centre" needs chargeback.idle_centre, '
-                         "the centre that pays for idle time"),
-    ({"idle": "shared"}, "wl.toml: chargeback.idle is 'shared'; use one of none, even, proportional, centre"),
-    ({"idle_centre": "platform"}, "wl.toml: chargeback.idle_centre is only used with idle = \"centre\" "
-                                  "(idle is 'none')"),
-    ({"granularity": "week"}, "wl.toml: chargeback.granularity is 'week'; use one of hour, day"),
-    ({"rule": []}, "wl.toml: unknown setting chargeback.rule; did you mean chargeback.rules?"),
-    ({"rules": [{"centre": "ads"}]}, "wl.toml: chargeback.rules[0] matches everything; "
-                                     "give endpoint, model, node or tags (or use default_centre)"),
-    ({"rules": [{"centre": "ads", "modle": "q"}]},
-     "wl.toml: unknown setting chargeback.rules[0].modle; did you mean chargeback.rules[0].model?"),
-    ({"rules": [{"endpoint": "q"}]}, "wl.toml: chargeback.rules[0].centre is missing; "
-                                     "say which cost centre the rule charges"),
-    ({"rules": [{"centre": "ads", "tags": {"team": 7}}]},
-     "wl.toml: chargeback.rules[0].tags.team should be text (a glob), not 7"),
-    ({"rules": [{"centre": "ads", "endpoint": []}]},
-     "wl.toml: chargeback.rules[0].endpoint should be a glob or a list of globs, not []"),
-    ({"rules": {"centre": "ads"}}, "wl.toml: chargeback.rules should be an array of tables ([[chargeback.rules]])"),
-    ({"billing_account_id": ""}, "wl.toml: chargeback.billing_account_id should be non-empty text, not ''"),
-])
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (
+            {"rules": [{"centre": "serch", "endpoint": "x"}]},
+            "wl.toml: chargeback.rules[0].centre names cost centre 'serch', "
+            "which is not in chargeback.centres "
+            "(did you mean 'search'?); declare it there",
+        ),
+        (
+            {"default_centre": "nobody"},
+            "wl.toml: chargeback.default_centre names cost centre 'nobody', "
+            "which is not in chargeback.centres; "
+            "declare it there",
+        ),
+        (
+            {"idle": "centre", "idle_centre": "finance"},
+            "wl.toml: chargeback.idle_centre names cost centre 'finance', "
+            "which is not in chargeback.centres; "
+            "declare it there",
+        ),
+        (
+            {"idle": "centre"},
+            'wl.toml: chargeback.idle = "centre" needs chargeback.idle_centre, '
+            "the centre that pays for idle time",
+        ),
+        (
+            {"idle": "shared"},
+            "wl.toml: chargeback.idle is 'shared'; use one of none, even, proportional, centre",
+        ),
+        (
+            {"idle_centre": "platform"},
+            "wl.toml: chargeback.idle_centre is only used with idle = \"centre\" (idle is 'none')",
+        ),
+        (
+            {"granularity": "week"},
+            "wl.toml: chargeback.granularity is 'week'; use one of hour, day",
+        ),
+        ({"rule": []}, "wl.toml: unknown setting chargeback.rule; did you mean chargeback.rules?"),
+        (
+            {"rules": [{"centre": "ads"}]},
+            "wl.toml: chargeback.rules[0] matches everything; "
+            "give endpoint, model, node or tags (or use default_centre)",
+        ),
+        (
+            {"rules": [{"centre": "ads", "modle": "q"}]},
+            "wl.toml: unknown setting chargeback.rules[0].modle; "
+            "did you mean chargeback.rules[0].model?",
+        ),
+        (
+            {"rules": [{"endpoint": "q"}]},
+            "wl.toml: chargeback.rules[0].centre is missing; "
+            "say which cost centre the rule charges",
+        ),
+        (
+            {"rules": [{"centre": "ads", "tags": {"team": 7}}]},
+            "wl.toml: chargeback.rules[0].tags.team should be text (a glob), not 7",
+        ),
+        (
+            {"rules": [{"centre": "ads", "endpoint": []}]},
+            "wl.toml: chargeback.rules[0].endpoint should be a glob or a list of globs, not []",
+        ),
+        (
+            {"rules": {"centre": "ads"}},
+            "wl.toml: chargeback.rules should be an array of tables ([[chargeback.rules]])",
+        ),
+        (
+            {"billing_account_id": ""},
+            "wl.toml: chargeback.billing_account_id should be non-empty text, not ''",
+        ),
+    ],
+)
 def test_bad_settings_are_one_line_errors_naming_the_key(raw, message):
     with pytest.raises(ConfigError) as caught:
         settings(**raw)
