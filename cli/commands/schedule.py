@@ -48,6 +48,8 @@ def run_command(app: App, db_url: str | None) -> None:
       path = "/var/lib/wattledger/exports/focus-{period}.parquet"
     """
     schedule, chargeback = _settings(app)
+    if app.verbose < 2:  # APScheduler logs every run at INFO; -vv shows it
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
     if not schedule.exports:
         raise ConfigError(
             "no exports are scheduled; add a [[schedule.exports]] table to the config file"
