@@ -38,6 +38,7 @@ from wattledger.cli.reports.usage_query import (
     g,
     u,
 )
+from wattledger.timeutil import iso
 
 logger = logging.getLogger(__name__)
 
@@ -78,11 +79,20 @@ class Line:
 
     @property
     def key(self) -> tuple:
-        return (self.period_start, self.centre, self.service, self.resource_id, self.kind)
+        return self.period_start, self.centre, self.service, self.resource_id, self.kind, self.node
 
     @property
     def tokens(self) -> float:
         return self.input_tokens + self.output_tokens
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where GPU time was spent: the GPU's node, the endpoint's own node, and the site."""
+
+    node: str
+    endpoint_node: str
+    site: str | None
 
 
 @dataclass
@@ -125,6 +135,7 @@ def _extra_keys(granularity: str) -> dict:
     return {
         "period": period,
         "resource": func.coalesce(ep.c.name, u.c.gpu_uuid, literal_column(f"'{UNKNOWN_LABEL}'")),
+        "endpoint_node": func.coalesce(ep.c.node, literal_column("''")),
         "endpoint_tags": func.coalesce(ep.c.tags, EMPTY_TAGS),
         "gpu_tags": func.coalesce(g.c.tags, EMPTY_TAGS),
     }
@@ -132,9 +143,13 @@ def _extra_keys(granularity: str) -> dict:
 
 def _split(group: Group, settings: ChargebackSettings) -> Iterable[Line]:
     """The serving and idle lines of one aggregated group."""
-    node, endpoint, model, sku, architecture, site, period, resource, ep_tags, gpu_tags = group.key
+    node, endpoint, model, sku, architecture, site, period, resource, ep_node, ep_tags, gpu_tags = (
+        group.key
+    )
     endpoint = None if endpoint == UNASSIGNED_LABEL else endpoint
     model = None if model == UNASSIGNED_LABEL else model
+    # Limitation: tags are the latest an agent reported for the endpoint or GPU, not the ones in
+    # force during the period, so retagging a node moves its past periods on a re-export.
     tags = _tags(gpu_tags) | _tags(ep_tags)
     centre = settings.centre_for(Subject(node=node, endpoint=endpoint, model=model, tags=tags))
 
@@ -145,7 +160,8 @@ def _split(group: Group, settings: ChargebackSettings) -> Iterable[Line]:
 
     def line(kind: str) -> Line:
         own_tags = _tags(ep_tags) if endpoint else _tags(gpu_tags)
-        made = _describe(kind, int(period), centre, endpoint, model, resource, node, site, own_tags)
+        place = Place(node, ep_node or node, None if site == UNKNOWN_LABEL else site)
+        made = _describe(kind, int(period), centre, endpoint, model, resource, place, own_tags)
         if sku != UNKNOWN_LABEL:
             made.skus.add(sku)
         if architecture != UNKNOWN_LABEL:
@@ -177,23 +193,17 @@ def _describe(
     endpoint: str | None,
     model: str | None,
     resource: str,
-    node: str,
-    site: str,
+    place: Place,
     tags: Mapping[str, str],
 ) -> Line:
     """A line with its service, resource and place set, and its amounts zero."""
     common = dict(
-        period_start=period,
-        centre=centre,
-        kind=kind,
-        node=node,
-        tags=tags,
-        site=None if site == UNKNOWN_LABEL else site,
+        period_start=period, centre=centre, kind=kind, node=place.node, site=place.site, tags=tags
     )
     if endpoint is not None:
         return Line(
             service=model or UNIDENTIFIED_MODEL,
-            resource_id=f"{node}/endpoints/{endpoint}",
+            resource_id=f"{place.endpoint_node}/endpoints/{endpoint}",
             resource_name=endpoint,
             resource_type="Inference Endpoint",
             endpoint=endpoint,
@@ -202,7 +212,7 @@ def _describe(
         )
     return Line(
         service=UNALLOCATED_SERVICE,
-        resource_id=f"{node}/gpus/{resource}",
+        resource_id=f"{place.node}/gpus/{resource}",
         resource_name=resource,
         resource_type="GPU",
         endpoint=None,
@@ -262,7 +272,7 @@ def _share_idle(lines: list[Line], mode: str, notes: list[str]) -> list[Line]:
             # Limitation: idle time in a charge period in which nobody served tokens has nobody
             # to be shared with; it stays with the centre that owns the idle GPUs.
             kept.extend(idle)
-            notes.append(f"period starting {period}: no tokens served; idle kept with its owners")
+            notes.append(f"{iso(period)}: nobody served tokens; idle time stays with its owners")
             continue
         pool = Line(period, "", IDLE, "", "", "", "", "", None, None, None, {})
         for line in idle:

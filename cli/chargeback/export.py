@@ -61,6 +61,7 @@ def export_chargeback(
 
     prices = PriceBook.load(engine)
     with engine.connect() as conn:
+        _serial_sums(conn)
         allocation = collect(conn, prices, since, until, granularity, settings)
         if allocation.unpriced_seconds > 0:
             raise ExportError(_unpriced_message(unpriced_gpus(conn, prices, since, until)))
@@ -71,6 +72,18 @@ def export_chargeback(
     return ExportResult(
         written.path, fmt, since, until, len(rows), total, written.sha256, allocation.notes
     )
+
+
+def _serial_sums(conn) -> None:
+    """Keep PostgreSQL from summing in parallel workers, whose order changes from run to run.
+
+    Floating-point sums depend on their order; one process scanning the rows sums them in the
+    same order on every rerun, so the rounded amounts, and the file's bytes, stay the same.
+    """
+    # Limitation: rows rewritten in place (a VACUUM FULL, a CLUSTER) change the scan order and
+    # may move an amount across a 1e-10 rounding step; exact NUMERIC sums would not.
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SET LOCAL max_parallel_workers_per_gather = 0")
 
 
 def check_window(since: int, until: int, now: int, *, allow_open: bool) -> None:

@@ -125,6 +125,9 @@ def _row(
     end = min(line.period_start + period_seconds, until)
     billing_start, billing_end = month_of(start)
 
+    # Limitation: ListUnitPrice is the line's blended price per GPU-hour (GPU time, energy and any
+    # shared idle), not an entry of the price book, and there are no SkuId or SkuPriceId columns:
+    # rows may span a price change, so they name no single price-list entry.
     cost = _fixed(line.cost_usd, "BilledCost")
     gpu_hours = _fixed(line.gpu_seconds / 3600.0, "PricingQuantity")
     if gpu_hours:

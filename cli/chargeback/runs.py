@@ -67,6 +67,8 @@ def claim(
         ).one_or_none()
         if existing is None or existing.status == DONE:
             return None
+        # Limitation: a run slower than the timeout is taken over while it still writes; both then
+        # write the same bytes (exports are deterministic) and rename them into place in turn.
         stale = now_ns - existing.started_ns > timeout_s * 1e9
         if existing.status == RUNNING and not stale:
             return None
@@ -120,6 +122,9 @@ def due_periods(engine: Engine, job: str, kind: str, now: int, catch_up: int) ->
     back no further than the job's first recorded period; a job with no history exports just
     the latest period that has ended.
     """
+    # Limitation: a period exported once is not exported again when late data for it arrives
+    # afterwards (an agent's spool replayed after a long outage); rerun it by hand with
+    # 'wattledger export chargeback' to the same path.
     latest = last_complete(kind, now)
     with engine.connect() as conn:
         history = conn.execute(

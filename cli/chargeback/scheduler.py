@@ -195,6 +195,8 @@ class ExportScheduler:
         return {job.id: job.next_run_time for job in self._scheduler.get_jobs()}
 
     def _sync_jobs(self) -> None:
+        # Limitation: schedulers sharing a database must share one [schedule] section; each one
+        # removes the stored jobs its own configuration does not name.
         wanted = {job.name: job for job in self.schedule.exports}
         for stored in self._scheduler.get_jobs():
             if stored.id not in wanted:
