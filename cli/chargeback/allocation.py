@@ -12,8 +12,8 @@ architecture and site, plus the charge period and the agents' tags. Each group i
   serving lines in proportion to their serving cost. Idle GPU-hours and energy travel with the
   idle dollars, so the lines always add up to the fleet's whole GPU time, energy and cost.
 
-The lines are keyed by charge period, cost centre, kind (serving or idle), service (the model)
-and resource (the endpoint, or the GPU for time no endpoint used).
+The lines are keyed by charge period, cost centre, service (the model), resource (the endpoint,
+or the GPU for time no endpoint used), kind (serving or idle) and the GPUs' node.
 """
 
 from __future__ import annotations
@@ -274,14 +274,14 @@ def _share_idle(lines: list[Line], mode: str, notes: list[str]) -> list[Line]:
             kept.extend(idle)
             notes.append(f"{iso(period)}: nobody served tokens; idle time stays with its owners")
             continue
-        pool = Line(period, "", IDLE, "", "", "", "", "", None, None, None, {})
-        for line in idle:
-            _add(pool, line, 1.0)
+        pool_seconds = sum(line.gpu_seconds for line in idle)
+        pool_joules = sum(line.energy_j for line in idle)
+        pool_usd = sum(line.cost_usd for line in idle)
         for line, weight in _weights(receivers, mode):
-            line.gpu_seconds += pool.gpu_seconds * weight
-            line.energy_j += pool.energy_j * weight
-            line.cost_usd += pool.cost_usd * weight
-            line.shared_idle_usd += pool.cost_usd * weight
+            line.gpu_seconds += pool_seconds * weight
+            line.energy_j += pool_joules * weight
+            line.cost_usd += pool_usd * weight
+            line.shared_idle_usd += pool_usd * weight
     return kept
 
 
