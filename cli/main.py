@@ -11,6 +11,7 @@ from wattledger.cli.commands.collector import collector_group
 from wattledger.cli.commands.db import db_group
 from wattledger.cli.commands.price import price_group
 from wattledger.cli.commands.report import report_group
+from wattledger.cli.commands.token import token_group
 
 
 @click.group(cls=WattledgerGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -43,6 +44,7 @@ cli.add_command(db_group)
 cli.add_command(price_group)
 cli.add_command(report_group)
 cli.add_command(collector_group)
+cli.add_command(token_group)
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ import json
 import logging
 import socket
 import ssl
+import sys
 import threading
 from collections.abc import Callable
 from http import HTTPStatus
@@ -87,6 +88,10 @@ class CollectorServer(ThreadingHTTPServer):
             except OSError:
                 pass
         self.server_close()
+
+    def handle_error(self, request, client_address) -> None:
+        """A connection that failed outside a request (a TLS handshake, a reset): one line."""
+        logger.info("connection from %s failed: %s", client_address[0], _one_line(sys.exc_info()[1]))
 
     def track(self, handler: _Handler, *, busy: bool | None) -> None:
         with self._connections_lock:
