@@ -97,6 +97,8 @@ class Spool:
             except sqlite3.OperationalError as exc:
                 return self._put_on_full_disk(body, exc)
             self._trim()
+            if self._unsaved:
+                self._count(next(iter(self._unsaved)), 0)
             return True
 
     def replay(self, send: Sender) -> bool:
@@ -123,6 +125,8 @@ class Spool:
 
     def close(self) -> None:
         with self._lock:
+            if self._unsaved:
+                self._count(next(iter(self._unsaved)), 0)
             self._conn.close()
 
     def _insert(self, body: bytes) -> None:
