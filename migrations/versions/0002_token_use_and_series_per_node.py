@@ -19,12 +19,14 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("api_tokens") as batch:
+    with op.batch_alter_table("api_tokens", recreate="never") as batch:
         batch.add_column(sa.Column("last_used_ns", sa.BigInteger))
     op.create_index("ix_series_node", "series", ["node"])
 
 
 def downgrade() -> None:
     op.drop_index("ix_series_node", table_name="series")
-    with op.batch_alter_table("api_tokens") as batch:
+    # SQLite 3.35+ drops a plain column in place; recreating the table would trip the foreign
+    # key from series.token_id.
+    with op.batch_alter_table("api_tokens", recreate="never") as batch:
         batch.drop_column("last_used_ns")
