@@ -18,10 +18,14 @@ from sqlalchemy import Connection, text
 
 CHUNK = 5_000
 
-PG_SERIES_IDS = text("SELECT id, key_hash FROM series WHERE key_hash = ANY(:keys)")
+PG_SERIES_IDS = text(
+    "SELECT id, key_hash FROM series WHERE key_hash = ANY(CAST(:keys AS varchar[]))"
+)
+# LockRows sits above the sort, so rows are locked in id order whatever the plan.
 PG_LOCK = text(
-    "SELECT id, start_ns, last_ns, last_value FROM series WHERE id = ANY(:ids) "
-    "ORDER BY id FOR UPDATE"
+    "SELECT s.id, s.start_ns, s.last_ns, s.last_value "
+    "FROM unnest(CAST(:ids AS bigint[])) AS v(id) JOIN series AS s ON s.id = v.id "
+    "ORDER BY s.id FOR UPDATE OF s"
 )
 PG_DELTAS = text(
     "INSERT INTO deltas (series_id, end_ns, start_ns, value) "
@@ -72,6 +76,10 @@ class BatchWriter:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.postgres = conn.dialect.name == "postgresql"
+        if self.postgres:
+            # Plan each statement for its own arrays: a prepared statement's generic plan does
+            # not know an array holds 50 ids and may walk the whole primary key instead.
+            conn.connection.dbapi_connection.prepare_threshold = None
 
     def series_ids(self, key_hashes: Sequence[str]) -> dict[str, int]:
         found: dict[str, int] = {}
