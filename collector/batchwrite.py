@@ -137,7 +137,7 @@ class BatchWriter:
             if self.postgres:
                 columns = list(zip(*chunk, strict=True))
                 names = "abcdef"[: len(columns)]
-                self.conn.execute(pg_statement, {n: list(col) for n, col in zip(names, columns)})
+                self.conn.execute(pg_statement, {n: list(col) for n, col in zip(names, columns, strict=True)})
             else:
                 self.conn.exec_driver_sql(sqlite_statement, list(chunk))
 

@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from procs import Collector, FakeEngine, wait_for, wattledger
 from sqlalchemy import Engine, func, select
 
-from procs import Collector, FakeEngine, wait_for, wattledger
 from wattledger import contract as c
 from wattledger.agent.gpu.fake import ManualClock, fake_from_spec
 from wattledger.collector import schema as s

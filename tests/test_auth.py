@@ -4,9 +4,9 @@ import hmac
 
 import pytest
 from click.testing import CliRunner
+from otlp_build import T0, S, energy_request, post
 from sqlalchemy import func, select
 
-from otlp_build import S, T0, energy_request, post
 from wattledger.cli.main import cli
 from wattledger.collector import schema as s
 from wattledger.collector.auth import (

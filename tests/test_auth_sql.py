@@ -54,12 +54,11 @@ def sql_from_strings(source: str) -> list[int]:
         if not isinstance(node, ast.Call):
             continue
         name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
-        if name == "exec_driver_sql" or (name == "text" and (sql_text or isinstance(node.func, ast.Attribute))):
-            lines.append(node.lineno)
-        elif name == "literal_column" and not all(_only_constants(arg) for arg in node.args):
-            lines.append(node.lineno)
-        elif name in ("execute", "executemany", "executescript") and node.args \
-                and _is_built_string(node.args[0]):
+        as_text = name == "text" and (sql_text or isinstance(node.func, ast.Attribute))
+        built_literal = name == "literal_column" and not all(map(_only_constants, node.args))
+        built_statement = (name in ("execute", "executemany", "executescript") and node.args
+                           and _is_built_string(node.args[0]))
+        if name == "exec_driver_sql" or as_text or built_literal or built_statement:
             lines.append(node.lineno)
     return sorted(set(lines))
 

@@ -9,10 +9,10 @@ import urllib.request
 
 import pytest
 from click.testing import CliRunner
+from otlp_build import T0, S, energy_request, post
+from procs import Collector, get, wait_for
 from sqlalchemy import func, select
 
-from otlp_build import S, T0, energy_request, post
-from procs import Collector, get, wait_for
 from wattledger.cli.commands.collector import _readiness, _tls_context
 from wattledger.cli.main import cli
 from wattledger.collector import schema as s

@@ -1,9 +1,9 @@
 """Bounds on what one request may carry: over any of them is a 4xx and nothing is stored."""
 
 import pytest
+from otlp_build import T0, S, energy_request, kv, post
 from sqlalchemy import func, select
 
-from otlp_build import S, T0, energy_request, kv, post
 from wattledger.collector import otlp
 from wattledger.collector import schema as s
 from wattledger.collector.server import CollectorServer, serve_in_thread

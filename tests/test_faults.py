@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from faults import (
     HoldingProxy,
     Node,
@@ -24,6 +23,7 @@ from faults import (
     private_cluster_unavailable,
 )
 from procs import free_port, wait_for
+
 from wattledger.collector.db import open_engine
 from wattledger.migrations import runner
 
@@ -91,6 +91,8 @@ def test_agent_killed_by_sigkill_while_its_export_is_in_flight(tmp_path, sqlite_
         proxy.close()
 
     assert proxy.held_status == 200
+    # The restarted agent resent what the killed one had sent; it was counted once (above).
+    assert evidence["spool"].get("dropped_disk_full", 0) == 0
 
 
 def test_postgresql_restarted_under_load(tmp_path, sqlite_store):
@@ -198,7 +200,7 @@ class LoadNode:
         self._thread.start()
 
     def _run(self) -> None:
-        from otlp_build import S, T0, energy_request, post
+        from otlp_build import T0, S, energy_request, post
 
         t, total = 0, 0.0
         while not self._stop:

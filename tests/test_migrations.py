@@ -1,9 +1,9 @@
 """Schema migrations: from every earlier revision on a populated store, and one step down."""
 
 import pytest
+from otlp_build import T0, S
 from sqlalchemy import create_engine, func, inspect, select, text
 
-from otlp_build import S, T0
 from wattledger import contract as c
 from wattledger.collector import schema as s
 from wattledger.collector.db import open_engine

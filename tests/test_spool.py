@@ -1,6 +1,5 @@
 """The agent's spool: bounded, oldest first, counted drops, and the sink that replays it."""
 
-import sqlite3
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
