@@ -93,7 +93,13 @@ class _State:
 
 
 class Ingestor:
-    """Writes decoded points into the store; one instance serves many batches (and threads)."""
+    """Writes decoded points into the store; one instance serves many batches (and threads).
+
+    Limitation: each request is its own transaction (four round trips on PostgreSQL in the
+    steady state), so a fleet of small per-node requests is bound by round trips and commits,
+    far below a bulk insert (see benchmarks/bench_ingest.py). Committing concurrent requests
+    together is the next step.
+    """
 
     def __init__(self, engine: Engine, *, max_series_per_node: int | None = None) -> None:
         self.engine = engine
