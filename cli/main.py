@@ -14,6 +14,7 @@ from wattledger.cli.commands.export import export_group
 from wattledger.cli.commands.price import price_group
 from wattledger.cli.commands.report import report_group
 from wattledger.cli.commands.schedule import schedule_group
+from wattledger.cli.commands.token import token_group
 
 
 @click.group(cls=WattledgerGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -49,6 +50,7 @@ cli.add_command(collector_group)
 cli.add_command(demo_command)
 cli.add_command(export_group)
 cli.add_command(schedule_group)
+cli.add_command(token_group)
 
 
 def main() -> None:
