@@ -24,7 +24,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, literal_column
+from sqlalchemy import func, literal, literal_column
 from sqlalchemy.engine import Connection
 
 from wattledger.cli.chargeback.settings import ChargebackSettings, Subject
@@ -131,7 +131,8 @@ def collect(
 
 def _extra_keys(granularity: str) -> dict:
     seconds = BUCKET_SECONDS[granularity]
-    period = u.c.hour if seconds == 3600 else u.c.hour - u.c.hour % literal_column(str(seconds))
+    bucket = literal(seconds, literal_execute=True)  # rendered inline, so GROUP BY repeats it
+    period = u.c.hour if seconds == 3600 else u.c.hour - u.c.hour % bucket
     return {
         "period": period,
         "resource": func.coalesce(ep.c.name, u.c.gpu_uuid, literal_column(f"'{UNKNOWN_LABEL}'")),

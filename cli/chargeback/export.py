@@ -20,6 +20,7 @@ from wattledger.cli.chargeback.settings import ChargebackSettings
 from wattledger.cli.chargeback.writers import write_rows
 from wattledger.cli.reports.prices import PriceBook
 from wattledger.cli.reports.usage_query import unpriced_gpus
+from wattledger.collector.db import scan_serially
 from wattledger.collector.usage import refresh
 from wattledger.errors import WattledgerError
 from wattledger.timeutil import HOUR_S, iso
@@ -82,8 +83,7 @@ def _serial_sums(conn) -> None:
     """
     # Limitation: rows rewritten in place (a VACUUM FULL, a CLUSTER) change the scan order and
     # may move an amount across a 1e-10 rounding step; exact NUMERIC sums would not.
-    if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql("SET LOCAL max_parallel_workers_per_gather = 0")
+    scan_serially(conn)
 
 
 def check_window(since: int, until: int, now: int, *, allow_open: bool) -> None:

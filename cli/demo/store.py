@@ -8,10 +8,8 @@ overwritten, and an earlier demo is replaced only with ``--force``.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import sqlite3
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +20,12 @@ from wattledger import contract as c
 from wattledger.cli.demo.figures import BOARDS
 from wattledger.cli.reports.prices import SCOPE_SITE, SCOPE_SKU, PriceEntry
 from wattledger.collector import schema as s
-from wattledger.collector.db import open_engine
+from wattledger.collector.db import (
+    fold_sqlite_wal,
+    open_engine,
+    read_sqlite_application_id,
+    stamp_sqlite_application_id,
+)
 from wattledger.errors import ConfigError
 from wattledger.migrations import runner
 
@@ -54,12 +57,7 @@ def url_of(path: Path) -> str:
 
 def is_demo_database(path: Path) -> bool:
     """Whether ``path`` is a SQLite file marked as a wattledger demo (opened read-only)."""
-    try:
-        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
-            (application_id,) = conn.execute("PRAGMA application_id").fetchone()
-    except sqlite3.Error:
-        return False
-    return application_id == DEMO_APPLICATION_ID
+    return read_sqlite_application_id(path) == DEMO_APPLICATION_ID
 
 
 def check_target(path: Path, *, force: bool) -> None:
@@ -91,16 +89,14 @@ def create(path: Path) -> Engine:
     remove(path)
     engine = open_engine(url_of(path))
     runner.upgrade(engine)
-    with engine.begin() as conn:
-        conn.exec_driver_sql(f"PRAGMA application_id = {DEMO_APPLICATION_ID}")
+    stamp_sqlite_application_id(engine, DEMO_APPLICATION_ID)
     return engine
 
 
 def settle(engine: Engine, partial: Path, final: Path) -> None:
     """Close every connection, fold the write-ahead log into the file, and move it into place."""
     engine.dispose()
-    with contextlib.closing(sqlite3.connect(partial)) as conn:
-        conn.execute("PRAGMA journal_mode=DELETE")
+    fold_sqlite_wal(partial)
     remove(final)
     os.replace(partial, final)
 
