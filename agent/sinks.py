@@ -14,10 +14,12 @@ from typing import Protocol
 import requests
 from google.protobuf.message import DecodeError
 from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
+from opentelemetry.exporter.otlp.proto.http import Compression
+from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceResponse,
 )
-from opentelemetry.sdk.metrics.export import MetricsData
+from opentelemetry.sdk.metrics.export import MetricExportResult, MetricsData
 from sqlalchemy import Engine
 
 from wattledger import __version__
@@ -63,9 +65,12 @@ class DatabaseSink:
 class OtlpSink:
     """Sends batches to a collector over OTLP/HTTP: protobuf, gzip, a bearer token.
 
-    The request body is the SDK's own OTLP encoding of the batch. ``spool`` (optional) keeps
-    batches the collector did not take and replays them, oldest first, before anything new is
-    sent, so the collector sees every series in time order.
+    Live batches go through the OpenTelemetry SDK's own ``OTLPMetricExporter``. ``spool``
+    (optional) keeps the batches the collector did not take, as the SDK's protobuf encoding, and
+    replays them oldest first before anything new is sent, so the collector sees every series in
+    time order. Replays are plain POSTs of the stored bytes (the SDK exporter takes only SDK
+    objects), and their answers say whether a batch is worth keeping: a batch the collector
+    refuses for good (a 4xx other than auth and rate limits) is dropped and counted.
     """
 
     def __init__(
@@ -91,18 +96,24 @@ class OtlpSink:
         )
         if token:
             self._session.headers["Authorization"] = f"Bearer {token}"
+        self._exporter = OTLPMetricExporter(
+            endpoint=url,
+            headers={"Authorization": f"Bearer {token}"} if token else None,
+            timeout=timeout_s,
+            compression=Compression.Gzip,
+            certificate_file=certificate_file,
+        )
 
     def __call__(self, metrics_data: MetricsData) -> bool:
-        body = encode_metrics(metrics_data).SerializeToString()
         if self.spool is not None and not self.spool.replay(self.send):
-            self.spool.put(body)
+            self.spool.put(encode_metrics(metrics_data).SerializeToString())
             return False
 
-        outcome = self.send(body)
-        if outcome is Delivery.DELIVERED:
+        if self._exporter.export(metrics_data) is MetricExportResult.SUCCESS:
             return True
-        if outcome is Delivery.RETRY and self.spool is not None:
-            self.spool.put(body)
+        logger.warning("collector at %s did not take the batch", self.url)
+        if self.spool is not None:
+            self.spool.put(encode_metrics(metrics_data).SerializeToString())
         return False
 
     def send(self, body: bytes) -> Delivery:
@@ -130,6 +141,7 @@ class OtlpSink:
         return Delivery.REFUSED
 
     def close(self) -> None:
+        self._exporter.shutdown()
         self._session.close()
         if self.spool is not None:
             self.spool.close()

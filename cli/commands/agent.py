@@ -105,7 +105,10 @@ def _open_sink(app: App, settings: AgentConfig, db_url: str | None, collector_ur
         if settings.spool_max_mb > 0:
             spool_path = Path(settings.state_dir) / "spool.sqlite"
             spool = Spool(spool_path, max_bytes=int(settings.spool_max_mb * 1024 * 1024))
-        return OtlpSink(collector_url, token=_read_token(settings.token_file), spool=spool)
+        # The SDK exporter retries within its timeout; half an export interval leaves the loop
+        # time to sample and to spool the batch for the next try.
+        timeout_s = min(10.0, settings.export_interval_s / 2)
+        return OtlpSink(collector_url, token=_read_token(settings.token_file), spool=spool, timeout_s=timeout_s)
     if db_url:
         from wattledger.agent.sinks import DatabaseSink
 
