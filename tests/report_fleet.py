@@ -7,7 +7,7 @@ an endpoint that serves half an hour is idle the other half.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from wattledger import contract as c
@@ -85,11 +85,12 @@ class Fleet:
         gpu_ids: Iterable[str],
         model: str,
         *,
-        input_per_s: float = 0.0,
-        output_per_s: float = 0.0,
-        prefill_per_s: float | None = None,
-        decode_per_s: float | None = None,
+        input_per_s: float | Callable[[int], float] = 0.0,
+        output_per_s: float | Callable[[int], float] = 0.0,
+        prefill_per_s: float | Callable[[int], float] | None = None,
+        decode_per_s: float | Callable[[int], float] | None = None,
         active: Iterable[int] | None = None,
+        phase_active: Iterable[int] | None = None,
         engine: str = "vllm",
         version: str | None = None,
         role: str | None = None,
@@ -97,6 +98,8 @@ class Fleet:
         """An endpoint's counters; they grow at the given rates in the ``active`` minutes only.
 
         ``prefill_per_s`` / ``decode_per_s`` are phase seconds per second (summed request time).
+        A rate may be a function of the minute, for traffic that changes over time. Phase
+        counters grow in ``phase_active`` minutes (default: the ``active`` ones).
         """
         resource = {c.RES_NODE: node}
         common = {
@@ -109,23 +112,24 @@ class Fleet:
             common[c.ATTR_ENGINE_VERSION] = version
         if role:
             common[c.ATTR_ROLE] = role
+        active_minutes = set(active) if active is not None else set(minutes(1, self.length_minutes))
+        phase_minutes = set(phase_active) if phase_active is not None else active_minutes
         counters = [
-            (c.METRIC_TOKENS, {c.ATTR_TOKEN_TYPE: c.TOKEN_INPUT}, input_per_s),
-            (c.METRIC_TOKENS, {c.ATTR_TOKEN_TYPE: c.TOKEN_OUTPUT}, output_per_s),
+            (c.METRIC_TOKENS, {c.ATTR_TOKEN_TYPE: c.TOKEN_INPUT}, input_per_s, active_minutes),
+            (c.METRIC_TOKENS, {c.ATTR_TOKEN_TYPE: c.TOKEN_OUTPUT}, output_per_s, active_minutes),
         ]
         if prefill_per_s is not None:
-            counters.append((c.METRIC_PHASE_TIME, {c.ATTR_PHASE: c.PHASE_PREFILL}, prefill_per_s))
+            counters.append((c.METRIC_PHASE_TIME, {c.ATTR_PHASE: c.PHASE_PREFILL}, prefill_per_s, phase_minutes))
         if decode_per_s is not None:
-            counters.append((c.METRIC_PHASE_TIME, {c.ATTR_PHASE: c.PHASE_DECODE}, decode_per_s))
+            counters.append((c.METRIC_PHASE_TIME, {c.ATTR_PHASE: c.PHASE_DECODE}, decode_per_s, phase_minutes))
 
-        active_minutes = set(active) if active is not None else set(minutes(1, self.length_minutes))
         start_ns = self.start * S
-        for metric, label, rate in counters:
+        for metric, label, rate, growing in counters:
             attrs = common | label
             value = 0.0
             for minute in minutes(1, self.length_minutes):
-                if minute in active_minutes:
-                    value += rate * 60.0
+                if minute in growing:
+                    value += (rate(minute) if callable(rate) else rate) * 60.0
                 self.points.append(Point(metric, COUNTER, resource, attrs, start_ns, self._t(minute), value))
 
     def store(self, engine) -> None:

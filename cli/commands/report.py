@@ -355,7 +355,7 @@ def _compare_data_columns() -> list[Column]:
 
     columns = [Column("a", "A"), Column("b", "B")]
     for side in ("a", "b"):
-        columns += [Column(f"{side}_{name}", f"{side}_{name}") for name in SIDE_FIELDS]
+        columns += [Column(f"{side}_{name}", f"{side}_{name}") for name in (*SIDE_FIELDS, "unpriced")]
     columns += [Column(name, name) for name in ("watts_ratio", "j_per_token_ratio", "ratio", *FACTORS)]
     return columns + [Column("factor_product", "factor_product"), Column("why", "why")]
 

@@ -106,12 +106,15 @@ def compare_report(
 def _pick_pair(along: str, a: str | None, b: str | None, present: list[str]) -> tuple[str, str]:
     listed = ", ".join(present) if present else "none"
     if a is None or b is None:
-        default = DEFAULT_PAIRS.get(along)
-        if default is None and len(present) == 2:
-            default = (present[0], present[1])
+        default = DEFAULT_PAIRS.get(along) or (tuple(present) if len(present) == 2 else None)
         if default is None:
             raise ReportError(f"give --a and --b to pick two values of {along}; present in this window: {listed}")
-        a, b = a or default[0], b or default[1]
+        if a is None and b is None:
+            a, b = default
+        elif a is None:
+            a = default[0] if default[0] != b else default[1]
+        else:
+            b = default[1] if default[1] != a else default[0]
     if a == b:
         raise ReportError(f"--a and --b are both {a!r}; pick two different values of {along}")
     for value, flag in ((a, "--a"), (b, "--b")):
