@@ -21,7 +21,7 @@ DAY = 86_400
 
 
 def minutes(first: int, last: int) -> range:
-    """Minutes ``first`` to ``last`` inclusive, counted from the fleet's start (minute 1 ends at +60 s)."""
+    """Minutes ``first`` to ``last`` inclusive from the fleet's start (minute 1 ends at +60 s)."""
     return range(first, last + 1)
 
 
@@ -60,11 +60,17 @@ class Fleet:
         start_ns = self.start * S
         for minute in minutes(1, self.length_minutes):
             t = self._t(minute)
-            self.points.append(Point(c.METRIC_ENERGY, COUNTER, resource, attrs, start_ns, t, watts * minute * 60.0))
+            self.points.append(
+                Point(c.METRIC_ENERGY, COUNTER, resource, attrs, start_ns, t, watts * minute * 60.0)
+            )
             if utilization is not None:
-                self.points.append(Point(c.METRIC_UTILIZATION, GAUGE, resource, attrs, None, t, utilization))
+                self.points.append(
+                    Point(c.METRIC_UTILIZATION, GAUGE, resource, attrs, None, t, utilization)
+                )
 
-    def mig(self, node: str, uuid: str, parent: str, sku: str, architecture: str, share: float) -> None:
+    def mig(
+        self, node: str, uuid: str, parent: str, sku: str, architecture: str, share: float
+    ) -> None:
         """A MIG instance of ``parent`` given ``share`` of it (the agent's share gauge)."""
         resource = {c.RES_NODE: node}
         attrs = {
@@ -76,7 +82,9 @@ class Fleet:
             c.ATTR_MIG_PROFILE: "3g.40gb",
         }
         for minute in minutes(1, self.length_minutes):
-            self.points.append(Point(c.METRIC_MIG_SHARE, GAUGE, resource, attrs, None, self._t(minute), share))
+            self.points.append(
+                Point(c.METRIC_MIG_SHARE, GAUGE, resource, attrs, None, self._t(minute), share)
+            )
 
     def endpoint(
         self,
@@ -119,9 +127,13 @@ class Fleet:
             (c.METRIC_TOKENS, {c.ATTR_TOKEN_TYPE: c.TOKEN_OUTPUT}, output_per_s, active_minutes),
         ]
         if prefill_per_s is not None:
-            counters.append((c.METRIC_PHASE_TIME, {c.ATTR_PHASE: c.PHASE_PREFILL}, prefill_per_s, phase_minutes))
+            counters.append(
+                (c.METRIC_PHASE_TIME, {c.ATTR_PHASE: c.PHASE_PREFILL}, prefill_per_s, phase_minutes)
+            )
         if decode_per_s is not None:
-            counters.append((c.METRIC_PHASE_TIME, {c.ATTR_PHASE: c.PHASE_DECODE}, decode_per_s, phase_minutes))
+            counters.append(
+                (c.METRIC_PHASE_TIME, {c.ATTR_PHASE: c.PHASE_DECODE}, decode_per_s, phase_minutes)
+            )
 
         start_ns = self.start * S
         for metric, label, rate, growing in counters:
@@ -130,7 +142,9 @@ class Fleet:
             for minute in minutes(1, self.length_minutes):
                 if minute in growing:
                     value += (rate(minute) if callable(rate) else rate) * 60.0
-                self.points.append(Point(metric, COUNTER, resource, attrs, start_ns, self._t(minute), value))
+                self.points.append(
+                    Point(metric, COUNTER, resource, attrs, start_ns, self._t(minute), value)
+                )
 
     def store(self, engine) -> None:
         """Ingest every point, then attribute the hours, as the collector and a report would."""

@@ -6,8 +6,8 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from report_fleet import Fleet, minutes
 
-from report_fleet import HOUR, Fleet, minutes
 from wattledger.cli.main import cli
 from wattledger.cli.reports.prices import PriceEntry, set_prices
 from wattledger.collector.db import open_engine
@@ -36,16 +36,36 @@ def fleet_db(tmp_path, monkeypatch):
     fleet.gpu("node-b", "GPU-b", "H100", "hopper", 200.0)
     fleet.gpu("node-c", "GPU-c", "B200", "blackwell", 1000.0)
     fleet.gpu("node-x", "GPU-x", "X100", "blackwell", 400.0)
-    fleet.endpoint("node-a", "chat", ["GPU-a"], "chat", input_per_s=1_000, output_per_s=500, active=minutes(1, 30))
-    fleet.endpoint("node-c", "code", ["GPU-c"], "coder", input_per_s=2_000, output_per_s=1_000,
-                   prefill_per_s=0.5, decode_per_s=1.5, engine="trtllm")
+    fleet.endpoint(
+        "node-a",
+        "chat",
+        ["GPU-a"],
+        "chat",
+        input_per_s=1_000,
+        output_per_s=500,
+        active=minutes(1, 30),
+    )
+    fleet.endpoint(
+        "node-c",
+        "code",
+        ["GPU-c"],
+        "coder",
+        input_per_s=2_000,
+        output_per_s=1_000,
+        prefill_per_s=0.5,
+        decode_per_s=1.5,
+        engine="trtllm",
+    )
     fleet.endpoint("node-x", "fast", ["GPU-x"], "coder", output_per_s=500)
     fleet.store(engine)
-    set_prices(engine, [
-        PriceEntry("sku", "H100", 0, usd_per_gpu_hour=2.00),
-        PriceEntry("sku", "B200", 0, usd_per_gpu_hour=4.00),
-        PriceEntry("site", "default", 0, usd_per_kwh=0.10, pue=1.25),
-    ])
+    set_prices(
+        engine,
+        [
+            PriceEntry("sku", "H100", 0, usd_per_gpu_hour=2.00),
+            PriceEntry("sku", "B200", 0, usd_per_gpu_hour=4.00),
+            PriceEntry("site", "default", 0, usd_per_kwh=0.10, pue=1.25),
+        ],
+    )
     engine.dispose()
     return url
 
@@ -70,9 +90,13 @@ def test_cost_as_json_rows_add_up_to_the_total_and_name_the_unpriced_gpu(fleet_d
     assert rows["coder"]["cost_usd"] == 4.175
     assert rows["coder"]["usd_per_mtok"] is None  # GPU-x has no price: not free, unknown
     assert rows["coder"]["unpriced_gpu_hours"] == pytest.approx(1.0)
-    assert document["total"]["cost_usd"] == pytest.approx(sum(r["cost_usd"] for r in document["rows"]))
+    assert document["total"]["cost_usd"] == pytest.approx(
+        sum(r["cost_usd"] for r in document["rows"])
+    )
     assert document["total"]["idle_usd"] == 3.0625
-    assert any(note.startswith("UNPRICED: GPU-x (NVIDIA X100, node node-x)") for note in document["notes"])
+    assert any(
+        note.startswith("UNPRICED: GPU-x (NVIDIA X100, node node-x)") for note in document["notes"]
+    )
 
 
 def test_cost_as_csv_has_a_header_the_rows_and_the_total_line(fleet_db):
@@ -81,7 +105,9 @@ def test_cost_as_csv_has_a_header_the_rows_and_the_total_line(fleet_db):
     assert result.exit_code == 0, result.output
     lines = list(csv.DictReader(io.StringIO(result.stdout)))
     assert [line["architecture"] for line in lines] == ["blackwell", "hopper", "TOTAL"]
-    assert float(lines[0]["cost_usd"]) + float(lines[1]["cost_usd"]) == pytest.approx(float(lines[2]["cost_usd"]))
+    assert float(lines[0]["cost_usd"]) + float(lines[1]["cost_usd"]) == pytest.approx(
+        float(lines[2]["cost_usd"])
+    )
     assert "UNPRICED: GPU-x" in result.stderr
 
 
@@ -92,8 +118,17 @@ def test_cost_table_shows_cents_that_add_up(fleet_db):
 
     assert result.exit_code == 0, result.output
     table = result.stdout
-    idle = {line.split("│")[1].strip(): line.split("│")[7].strip() for line in table.splitlines() if line.count("│") > 8}
-    assert (idle["(no endpoint)"], idle["chat"], idle["coder"], idle["TOTAL"]) == ("2.02", "1.04", "0.00", "3.06")
+    idle = {
+        line.split("│")[1].strip(): line.split("│")[7].strip()
+        for line in table.splitlines()
+        if line.count("│") > 8
+    }
+    assert (idle["(no endpoint)"], idle["chat"], idle["coder"], idle["TOTAL"]) == (
+        "2.02",
+        "1.04",
+        "0.00",
+        "3.06",
+    )
     assert "unpriced" in table  # coder's USD/Mtok cell
 
 
@@ -113,7 +148,9 @@ def test_split_as_json_and_csv(fleet_db):
 
 
 def test_compare_as_json_and_csv(fleet_db):
-    document = as_json(run("compare", *WINDOW, "--along", "sku", "--a", "H100", "--b", "B200", "--format", "json"))
+    document = as_json(
+        run("compare", *WINDOW, "--along", "sku", "--a", "H100", "--b", "B200", "--format", "json")
+    )
     [row] = [r for r in document["rows"] if r["model"] == "chat"] or [None]
     assert row["a"] == "H100" and row["b_tokens"] is None  # chat runs on H100 only
     assert row["why"] == "B200 does not run this"
@@ -125,20 +162,31 @@ def test_compare_as_json_and_csv(fleet_db):
 
     result = run("compare", *WINDOW, "--format", "csv")
     lines = list(csv.DictReader(io.StringIO(result.stdout)))
-    assert {"a_usd_per_mtok", "b_usd_per_mtok", "ratio", "factor_price", "factor_throughput"} <= set(lines[0])
+    assert {
+        "a_usd_per_mtok",
+        "b_usd_per_mtok",
+        "ratio",
+        "factor_price",
+        "factor_throughput",
+    } <= set(lines[0])
 
 
 def test_compare_with_a_missing_value_is_a_one_line_error(fleet_db):
     result = run("compare", *WINDOW, "--b", "ampere")
 
     assert result.exit_code == 2
-    assert result.stderr == "error: no architecture 'ampere' (--b) in this window; present: blackwell, hopper\n"
+    assert (
+        result.stderr
+        == "error: no architecture 'ampere' (--b) in this window; present: blackwell, hopper\n"
+    )
 
 
 def test_trend_as_json_and_csv(fleet_db):
     document = as_json(run("trend", *WINDOW, "--every", "hour", "--format", "json"))
     assert [(r["period"], r["model"]) for r in document["rows"]] == [
-        ("2025-11-24T16:00Z", "(no endpoint)"), ("2025-11-24T16:00Z", "chat"), ("2025-11-24T16:00Z", "coder"),
+        ("2025-11-24T16:00Z", "(no endpoint)"),
+        ("2025-11-24T16:00Z", "chat"),
+        ("2025-11-24T16:00Z", "coder"),
     ]
     assert any(note.startswith("UNPRICED: GPU-x") for note in document["notes"])
 
@@ -157,10 +205,15 @@ def test_bad_by_is_a_usage_error(fleet_db, report):
 
 @pytest.mark.parametrize("report", ["cost", "split", "trend"])
 def test_a_window_without_usage_says_so(fleet_db, report):
-    document = as_json(run(report, "--since", "2026-01-01", "--until", "2026-01-02", "--format", "json"))
+    document = as_json(
+        run(report, "--since", "2026-01-01", "--until", "2026-01-02", "--format", "json")
+    )
 
     assert document["rows"] == []
-    assert "No usage in this window. Is an agent running, and is the window right?" in document["notes"]
+    assert (
+        "No usage in this window. Is an agent running, and is the window right?"
+        in document["notes"]
+    )
 
 
 def test_compare_in_a_window_without_usage_names_no_values(fleet_db):
@@ -206,9 +259,10 @@ def test_help_has_examples(report):
 
 
 def test_where_filters_and_a_bad_where_is_a_usage_error(fleet_db):
-    document = as_json(run("cost", *WINDOW, "--by", "node", "--where", "model=chat", "--format", "json"))
+    document = as_json(
+        run("cost", *WINDOW, "--by", "node", "--where", "model=chat", "--format", "json")
+    )
     assert [row["node"] for row in document["rows"]] == ["node-a"]
 
     result = run("cost", *WINDOW, "--where", "colour=red")
     assert result.exit_code == 2 and "use DIMENSION=VALUE" in result.stderr
-

@@ -3,8 +3,8 @@
 import math
 
 import pytest
-
 from report_fleet import HOUR, Fleet, minutes
+
 from wattledger.cli.reports.compare import compare_report
 from wattledger.cli.reports.prices import PriceEntry, set_prices
 from wattledger.cli.reports.usage_query import ReportError
@@ -22,7 +22,9 @@ def published_fleet(engine, gb300_price=2.65):
     fleet.gpu("hopper-node", "GPU-h200", "H200", "hopper", 600.0)
     fleet.gpu("blackwell-node", "GPU-gb300", "GB300", "blackwell", 1200.0)
     fleet.endpoint("hopper-node", "h-serve", ["GPU-h200"], "model-x", output_per_s=90.0)
-    fleet.endpoint("blackwell-node", "b-serve", ["GPU-gb300"], "model-x", output_per_s=6_000.0, engine="trtllm")
+    fleet.endpoint(
+        "blackwell-node", "b-serve", ["GPU-gb300"], "model-x", output_per_s=6_000.0, engine="trtllm"
+    )
     fleet.store(engine)
     prices = [PriceEntry("sku", "H200", 0, usd_per_gpu_hour=1.41)]
     if gb300_price is not None:
@@ -41,8 +43,14 @@ def test_published_hopper_and_blackwell_figures_come_out_exactly(engine):
     assert round(row["a_usd_per_mtok"], 2) == 4.35
     assert row["b_usd_per_mtok"] == pytest.approx(2.65 / 21.6, rel=1e-12)
     assert round(row["b_usd_per_mtok"], 3) == 0.123
-    assert (row["a_tokens_per_gpu_s"], row["b_tokens_per_gpu_s"]) == (pytest.approx(90.0), pytest.approx(6000.0))
-    assert (row["a_usd_per_gpu_hour"], row["b_usd_per_gpu_hour"]) == (pytest.approx(1.41), pytest.approx(2.65))
+    assert (row["a_tokens_per_gpu_s"], row["b_tokens_per_gpu_s"]) == (
+        pytest.approx(90.0),
+        pytest.approx(6000.0),
+    )
+    assert (row["a_usd_per_gpu_hour"], row["b_usd_per_gpu_hour"]) == (
+        pytest.approx(1.41),
+        pytest.approx(2.65),
+    )
     assert (row["a_watts"], row["b_watts"]) == (pytest.approx(600.0), pytest.approx(1200.0))
     assert row["a_j_per_token"] == pytest.approx(600 / 90, rel=1e-12)
     assert row["b_j_per_token"] == pytest.approx(0.2, rel=1e-12)
@@ -70,14 +78,19 @@ def test_every_factor_of_the_ratio_with_energy_and_idle_time(engine):
     fleet = Fleet(length_minutes=60)
     fleet.gpu("h", "GPU-h100", "H100", "hopper", 700.0, utilization=0.6)
     fleet.gpu("b", "GPU-b200", "B200", "blackwell", 1000.0, utilization=0.9)
-    fleet.endpoint("h", "h-serve", ["GPU-h100"], "llama", output_per_s=1_000.0, active=minutes(1, 45))
+    fleet.endpoint(
+        "h", "h-serve", ["GPU-h100"], "llama", output_per_s=1_000.0, active=minutes(1, 45)
+    )
     fleet.endpoint("b", "b-serve", ["GPU-b200"], "llama", output_per_s=4_000.0)
     fleet.store(engine)
-    set_prices(engine, [
-        PriceEntry("sku", "H100", 0, usd_per_gpu_hour=2.00),
-        PriceEntry("sku", "B200", 0, usd_per_gpu_hour=4.00),
-        PriceEntry("site", "default", 0, usd_per_kwh=0.10, pue=1.2),
-    ])
+    set_prices(
+        engine,
+        [
+            PriceEntry("sku", "H100", 0, usd_per_gpu_hour=2.00),
+            PriceEntry("sku", "B200", 0, usd_per_gpu_hour=4.00),
+            PriceEntry("site", "default", 0, usd_per_kwh=0.10, pue=1.2),
+        ],
+    )
 
     [row] = compare_report(engine, HOUR, HOUR + 3600).rows
 
@@ -92,10 +105,18 @@ def test_every_factor_of_the_ratio_with_energy_and_idle_time(engine):
     assert row["factor_serving_share"] == pytest.approx(1 / 0.75, rel=1e-12)
     expected = (2.084 / 2.7) / (4.12 / 14.4)
     assert row["ratio"] == pytest.approx(expected, rel=1e-12)
-    product = row["factor_price"] * row["factor_energy"] * row["factor_throughput"] * row["factor_serving_share"]
+    product = (
+        row["factor_price"]
+        * row["factor_energy"]
+        * row["factor_throughput"]
+        * row["factor_serving_share"]
+    )
     assert product == pytest.approx(row["ratio"], rel=1e-12)
     assert math.isclose(row["factor_product"], row["ratio"], rel_tol=1e-12)
-    assert (row["a_j_per_token"], row["b_j_per_token"]) == (pytest.approx(2.52 / 2.7), pytest.approx(0.25))
+    assert (row["a_j_per_token"], row["b_j_per_token"]) == (
+        pytest.approx(2.52 / 2.7),
+        pytest.approx(0.25),
+    )
     assert row["j_per_token_ratio"] == pytest.approx((2.52 / 2.7) / 0.25, rel=1e-12)
 
 
@@ -108,11 +129,14 @@ def test_a_zero_gpu_hour_price_reports_price_and_energy_as_one_factor(engine):
     fleet.endpoint("h", "h-serve", ["GPU-h100"], "llama", output_per_s=1_000.0)
     fleet.endpoint("b", "b-serve", ["GPU-b200"], "llama", output_per_s=4_000.0)
     fleet.store(engine)
-    set_prices(engine, [
-        PriceEntry("sku", "H100", 0, usd_per_gpu_hour=0.0),
-        PriceEntry("sku", "B200", 0, usd_per_gpu_hour=4.00),
-        PriceEntry("site", "default", 0, usd_per_kwh=0.10, pue=1.2),
-    ])
+    set_prices(
+        engine,
+        [
+            PriceEntry("sku", "H100", 0, usd_per_gpu_hour=0.0),
+            PriceEntry("sku", "B200", 0, usd_per_gpu_hour=4.00),
+            PriceEntry("site", "default", 0, usd_per_kwh=0.10, pue=1.2),
+        ],
+    )
 
     [row] = compare_report(engine, HOUR, HOUR + 3600).rows
 
@@ -144,13 +168,22 @@ def test_a_missing_value_is_an_error_naming_the_values_present(engine):
     fleet.endpoint("h", "h-serve", ["GPU-h100"], "llama", output_per_s=1_000.0)
     fleet.store(engine)
 
-    with pytest.raises(ReportError, match=r"no architecture 'blackwell' \(--b\) in this window; present: ada, ampere, hopper"):
+    with pytest.raises(
+        ReportError,
+        match=r"no architecture 'blackwell' \(--b\) in this window; present: ada, ampere, hopper",
+    ):
         compare_report(engine, HOUR, HOUR + 3600)
-    with pytest.raises(ReportError, match="give --a and --b to pick two values of sku; present in this window: A100, H100, L40S"):
+    with pytest.raises(
+        ReportError,
+        match="give --a and --b to pick two values of sku; present in this window: "
+        "A100, H100, L40S$",
+    ):
         compare_report(engine, HOUR, HOUR + 3600, along="sku", a="A100")
     with pytest.raises(ReportError, match="--a and --b are both 'H100'"):
         compare_report(engine, HOUR, HOUR + 3600, along="sku", a="H100", b="H100")
-    with pytest.raises(ReportError, match="cannot compare along 'colour'; choose from architecture"):
+    with pytest.raises(
+        ReportError, match="cannot compare along 'colour'; choose from architecture"
+    ):
         compare_report(engine, HOUR, HOUR + 3600, along="colour")
 
 

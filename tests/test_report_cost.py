@@ -1,8 +1,8 @@
 """The cost report: idle GPU time kept apart or shared, totals that add up, MIG instances."""
 
 import pytest
-
 from report_fleet import HOUR, Fleet, minutes
+
 from wattledger.cli.reports.cost import cost_report
 from wattledger.cli.reports.prices import PriceEntry, set_prices
 from wattledger.cli.reports.rounding import for_display, largest_remainder
@@ -28,7 +28,15 @@ def idle_fleet(engine):
     fleet.gpu("node-a", "GPU-a", "H100", "hopper", 600.0)
     fleet.gpu("node-b", "GPU-b", "H100", "hopper", 200.0)
     fleet.gpu("node-c", "GPU-c", "H100", "hopper", 600.0)
-    fleet.endpoint("node-a", "chat", ["GPU-a"], "chat", input_per_s=1_000, output_per_s=500, active=minutes(1, 30))
+    fleet.endpoint(
+        "node-a",
+        "chat",
+        ["GPU-a"],
+        "chat",
+        input_per_s=1_000,
+        output_per_s=500,
+        active=minutes(1, 30),
+    )
     fleet.endpoint("node-c", "code", ["GPU-c"], "coder", input_per_s=2_000, output_per_s=1_000)
     fleet.store(engine)
     set_prices(engine, PRICES)
@@ -57,7 +65,11 @@ def test_idle_is_kept_apart_by_default(engine):
     assert rows["chat"]["j_per_token"] == pytest.approx(0.4, rel=1e-12)
     assert rows["coder"]["usd_per_mtok"] == pytest.approx(2.075 / 10.8, rel=1e-12)
     assert rows["(no endpoint)"]["usd_per_mtok"] is None
-    assert (report.total["cost_usd"], report.total["idle_usd"], report.total["total_usd"]) == (3.1125, 3.0625, 6.175)
+    assert (report.total["cost_usd"], report.total["idle_usd"], report.total["total_usd"]) == (
+        3.1125,
+        3.0625,
+        6.175,
+    )
     assert report.total["gpu_hours"] == pytest.approx(3.0, abs=1e-12)
 
 
@@ -97,8 +109,17 @@ def test_the_total_is_the_sum_of_the_rows_in_every_idle_mode(engine):
 
     for idle in ("none", "even", "proportional"):
         report = cost_report(engine, HOUR, HOUR + 3600, ["node", "model"], idle=idle)
-        for column in ("cost_usd", "idle_usd", "total_usd", "gpu_hours", "energy_kwh", "input_tokens"):
-            assert report.total[column] == pytest.approx(sum(row[column] for row in report.rows), abs=1e-9)
+        for column in (
+            "cost_usd",
+            "idle_usd",
+            "total_usd",
+            "gpu_hours",
+            "energy_kwh",
+            "input_tokens",
+        ):
+            assert report.total[column] == pytest.approx(
+                sum(row[column] for row in report.rows), abs=1e-9
+            )
 
 
 def test_displayed_cents_add_up_to_the_displayed_total(engine):
@@ -141,7 +162,9 @@ def test_a_mig_gpu_shared_by_two_models(engine):
     fleet.mig("node-m", "MIG-1", "GPU-m", "H100", "hopper", 0.5)
     fleet.mig("node-m", "MIG-2", "GPU-m", "H100", "hopper", 0.25)
     fleet.endpoint("node-m", "small-a", ["MIG-1"], "llama-8b", output_per_s=100.0)
-    fleet.endpoint("node-m", "small-b", ["MIG-2"], "qwen-7b", output_per_s=50.0, active=minutes(1, 30))
+    fleet.endpoint(
+        "node-m", "small-b", ["MIG-2"], "qwen-7b", output_per_s=50.0, active=minutes(1, 30)
+    )
     fleet.store(engine)
     set_prices(engine, [PriceEntry("sku", "H100", 0, usd_per_gpu_hour=2.00)])
 

@@ -1,8 +1,8 @@
-"""Prices over time in reports: changes mid-period, owned GPUs, electricity per site, unpriced GPUs."""
+"""Prices over time in reports: changes mid-period, owned GPUs, site electricity, unpriced GPUs."""
 
 import pytest
-
 from report_fleet import HOUR, Fleet
+
 from wattledger.cli.reports.cost import cost_report
 from wattledger.cli.reports.price_periods import price_periods
 from wattledger.cli.reports.prices import PriceBook, PriceEntry, set_prices
@@ -23,11 +23,14 @@ def test_a_price_change_on_the_hour_charges_each_hour_at_its_own_price(engine):
     fleet = Fleet(length_minutes=120)
     one_gpu(fleet)
     fleet.store(engine)
-    set_prices(engine, [
-        PriceEntry("sku", "H100", 0, usd_per_gpu_hour=2.00),
-        PriceEntry("sku", "H100", HOUR + 3600, usd_per_gpu_hour=3.00),
-        PriceEntry("site", "default", 0, usd_per_kwh=0.10, pue=1.5),
-    ])
+    set_prices(
+        engine,
+        [
+            PriceEntry("sku", "H100", 0, usd_per_gpu_hour=2.00),
+            PriceEntry("sku", "H100", HOUR + 3600, usd_per_gpu_hour=3.00),
+            PriceEntry("site", "default", 0, usd_per_kwh=0.10, pue=1.5),
+        ],
+    )
 
     both = cost_report(engine, HOUR, HOUR + 7200, ["model"])
     second = cost_report(engine, HOUR + 3600, HOUR + 7200, ["model"])
@@ -39,14 +42,17 @@ def test_a_price_change_on_the_hour_charges_each_hour_at_its_own_price(engine):
 
 
 def test_a_price_change_inside_an_hour_charges_that_hour_at_the_time_weighted_mean(engine):
-    """A change at 16:30: half the hour at 2.00 and half at 3.00 is 2.50 USD (no electricity price)."""
+    """A change at 16:30: half the hour at 2.00, half at 3.00: 2.50 USD (no electricity price)."""
     fleet = Fleet(length_minutes=60)
     one_gpu(fleet)
     fleet.store(engine)
-    set_prices(engine, [
-        PriceEntry("sku", "H100", 0, usd_per_gpu_hour=2.00),
-        PriceEntry("sku", "H100", HOUR + 1800, usd_per_gpu_hour=3.00),
-    ])
+    set_prices(
+        engine,
+        [
+            PriceEntry("sku", "H100", 0, usd_per_gpu_hour=2.00),
+            PriceEntry("sku", "H100", HOUR + 1800, usd_per_gpu_hour=3.00),
+        ],
+    )
 
     [row] = cost_report(engine, HOUR, HOUR + 3600, ["model"]).rows
 
@@ -63,11 +69,14 @@ def test_an_owned_gpu_is_charged_its_amortised_capex_and_a_site_its_own_electric
     fleet = Fleet(length_minutes=60)
     one_gpu(fleet, uuid="GPU-b200", sku="B200", watts=1000.0, site="dc1")
     fleet.store(engine)
-    set_prices(engine, [
-        PriceEntry("sku", "B200", 0, capex_usd=43_800.0, amortization_years=5.0),
-        PriceEntry("site", "default", 0, usd_per_kwh=0.10, pue=1.0),
-        PriceEntry("site", "dc1", 0, usd_per_kwh=0.20, pue=1.2),
-    ])
+    set_prices(
+        engine,
+        [
+            PriceEntry("sku", "B200", 0, capex_usd=43_800.0, amortization_years=5.0),
+            PriceEntry("site", "default", 0, usd_per_kwh=0.10, pue=1.0),
+            PriceEntry("site", "dc1", 0, usd_per_kwh=0.20, pue=1.2),
+        ],
+    )
 
     [row] = cost_report(engine, HOUR, HOUR + 3600, ["site"]).rows
 
@@ -91,13 +100,15 @@ def test_a_gpu_without_a_price_is_named_and_never_free(engine):
     assert rows["qwen"]["usd_per_mtok"] is None
     assert rows["qwen"]["unpriced_gpu_hours"] == pytest.approx(1.0, abs=1e-12)
     assert report.total["usd_per_mtok"] is None
-    assert [(gpu["uuid"], gpu["sku"], gpu["seconds"]) for gpu in report.unpriced] == [("GPU-x100", "X100", 3600.0)]
+    assert [(gpu["uuid"], gpu["sku"], gpu["seconds"]) for gpu in report.unpriced] == [
+        ("GPU-x100", "X100", 3600.0)
+    ]
     [note] = [n for n in report.notes if n.startswith("UNPRICED")]
     assert "GPU-x100" in note and "1.00 GPU-hours" in note and "'X100'" in note
 
 
 def test_a_price_that_starts_inside_the_window_leaves_the_time_before_it_unpriced(engine):
-    """H100 priced only from the second hour: 1 GPU-hour unpriced, 2.00 USD charged for the other."""
+    """H100 priced only from the second hour: 1 GPU-hour unpriced, 2.00 USD for the other."""
     fleet = Fleet(length_minutes=120)
     one_gpu(fleet)
     fleet.store(engine)
@@ -120,12 +131,14 @@ def test_price_periods_cut_the_window_at_each_change_and_blend_the_hour_of_a_cha
     mean of 0.5 x 4.00 = 2.00 with the unpriced half counted as zero. Electricity: unpriced
     before 18:00, then 0.10 x 1.5 = 0.15 USD per GPU kWh.
     """
-    book = PriceBook([
-        PriceEntry("sku", "H100", 0, usd_per_gpu_hour=2.00),
-        PriceEntry("sku", "H100", HOUR + 4500, usd_per_gpu_hour=3.00),
-        PriceEntry("sku", "B200", HOUR + 1800, usd_per_gpu_hour=4.00),
-        PriceEntry("site", "default", HOUR + 7200, usd_per_kwh=0.10, pue=1.5),
-    ])
+    book = PriceBook(
+        [
+            PriceEntry("sku", "H100", 0, usd_per_gpu_hour=2.00),
+            PriceEntry("sku", "H100", HOUR + 4500, usd_per_gpu_hour=3.00),
+            PriceEntry("sku", "B200", HOUR + 1800, usd_per_gpu_hour=4.00),
+            PriceEntry("site", "default", HOUR + 7200, usd_per_kwh=0.10, pue=1.5),
+        ]
+    )
 
     periods = price_periods(book, ["H100", "B200"], [None], HOUR, HOUR + 4 * 3600)
 
@@ -136,4 +149,6 @@ def test_price_periods_cut_the_window_at_each_change_and_blend_the_hour_of_a_cha
     assert rates[("H100", 2)] == (3.00, 1.0)
     assert rates[("B200", 0)] == (2.00, 0.5)
     assert rates[("B200", 1)] == (4.00, 1.0)
-    assert {(r.site, r.period): r.usd_per_gpu_kwh for r in periods.power_rates} == {("", 2): pytest.approx(0.15)}
+    assert {(r.site, r.period): r.usd_per_gpu_kwh for r in periods.power_rates} == {
+        ("", 2): pytest.approx(0.15)
+    }

@@ -1,8 +1,8 @@
 """The prefill/decode split: disaggregated pools, measured phase time, the stated default ratio."""
 
 import pytest
-
 from report_fleet import HOUR, Fleet, minutes
+
 from wattledger.cli.reports.prices import PriceEntry, set_prices
 from wattledger.cli.reports.split import split_report
 
@@ -28,10 +28,28 @@ def disaggregated_pair(engine):
     fleet.gpu("node-p", "GPU-p1", "H100", "hopper", 700.0)
     fleet.gpu("node-d", "GPU-d1", "H100", "hopper", 500.0)
     fleet.gpu("node-d", "GPU-d2", "H100", "hopper", 500.0)
-    fleet.endpoint("node-p", "llama-prefill", ["GPU-p1"], "llama-70b", input_per_s=10_000, role="prefill",
-                   engine="dynamo", prefill_per_s=4.0, decode_per_s=0.0)
-    fleet.endpoint("node-d", "llama-decode", ["GPU-d1", "GPU-d2"], "llama-70b", output_per_s=2_000, role="decode",
-                   engine="dynamo", prefill_per_s=0.0, decode_per_s=30.0)
+    fleet.endpoint(
+        "node-p",
+        "llama-prefill",
+        ["GPU-p1"],
+        "llama-70b",
+        input_per_s=10_000,
+        role="prefill",
+        engine="dynamo",
+        prefill_per_s=4.0,
+        decode_per_s=0.0,
+    )
+    fleet.endpoint(
+        "node-d",
+        "llama-decode",
+        ["GPU-d1", "GPU-d2"],
+        "llama-70b",
+        output_per_s=2_000,
+        role="decode",
+        engine="dynamo",
+        prefill_per_s=0.0,
+        decode_per_s=30.0,
+    )
     fleet.store(engine)
     set_prices(engine, PRICES)
 
@@ -70,7 +88,9 @@ def test_grouping_by_model_joins_the_two_pools_of_a_model(engine):
 
 def aggregated(fleet, name, gpu, model, **counters):
     fleet.gpu(f"node-{name}", gpu, "H100", "hopper", 600.0)
-    fleet.endpoint(f"node-{name}", name, [gpu], model, input_per_s=3_000, output_per_s=1_000, **counters)
+    fleet.endpoint(
+        f"node-{name}", name, [gpu], model, input_per_s=3_000, output_per_s=1_000, **counters
+    )
 
 
 def test_an_aggregated_endpoint_is_split_by_measured_phase_time(engine):
@@ -89,14 +109,19 @@ def test_an_aggregated_endpoint_is_split_by_measured_phase_time(engine):
     assert row["method"] == "phase time"
     assert not row["estimate"]
     assert (row["prefill_usd"], row["decode_usd"]) == (0.515, 1.545)
-    assert (row["prefill_gpu_seconds"], row["decode_gpu_seconds"]) == (pytest.approx(900.0), pytest.approx(2700.0))
+    assert (row["prefill_gpu_seconds"], row["decode_gpu_seconds"]) == (
+        pytest.approx(900.0),
+        pytest.approx(2700.0),
+    )
     assert (row["prefill_kwh"], row["decode_kwh"]) == (pytest.approx(0.15), pytest.approx(0.45))
     assert row["usd_per_m_input"] == pytest.approx(0.515 / 10.8, rel=1e-12)
     assert row["usd_per_m_output"] == pytest.approx(1.545 / 3.6, rel=1e-12)
 
 
 @pytest.mark.parametrize(("weight", "prefill_usd"), [(3.0, 1.03), (2.0, 1.236)])
-def test_without_phase_time_the_stated_default_ratio_is_used_and_marked_an_estimate(engine, weight, prefill_usd):
+def test_without_phase_time_the_stated_default_ratio_is_used_and_marked_an_estimate(
+    engine, weight, prefill_usd
+):
     """2.06 USD for 3,000 input and 1,000 output tokens/s and no phase time. An output token
     weighing 3 input tokens: prefill share 3,000 / (3,000 + 3 x 1,000) = 0.5, 1.03 USD. Weighing
     2: 3,000 / 5,000 = 0.6, 1.236 USD (decode 0.824).
@@ -124,15 +149,27 @@ def test_a_row_that_mixes_methods_names_each_with_its_share(engine):
     """
     fleet = Fleet(length_minutes=120)
     fleet.gpu("node-x", "GPU-x", "H100", "hopper", 600.0)
-    fleet.endpoint("node-x", "mixed", ["GPU-x"], "gemma", input_per_s=3_000, output_per_s=1_000,
-                   prefill_per_s=0.5, decode_per_s=1.5, phase_active=minutes(1, 60))
+    fleet.endpoint(
+        "node-x",
+        "mixed",
+        ["GPU-x"],
+        "gemma",
+        input_per_s=3_000,
+        output_per_s=1_000,
+        prefill_per_s=0.5,
+        decode_per_s=1.5,
+        phase_active=minutes(1, 60),
+    )
     fleet.store(engine)
     set_prices(engine, PRICES)
 
     [row] = split_report(engine, HOUR, HOUR + 7200).rows
 
     assert row["method"] == "phase time 50% + default ratio 50% (estimate)"
-    assert (row["phase_time_share"], row["default_ratio_share"]) == (pytest.approx(0.5), pytest.approx(0.5))
+    assert (row["phase_time_share"], row["default_ratio_share"]) == (
+        pytest.approx(0.5),
+        pytest.approx(0.5),
+    )
     assert (row["prefill_usd"], row["decode_usd"]) == (1.545, 2.575)
 
 
@@ -143,8 +180,17 @@ def test_shared_idle_is_split_like_the_rows_serving_cost(engine):
     """
     fleet = Fleet(length_minutes=60)
     fleet.gpu("node-h", "GPU-h", "H100", "hopper", 600.0)
-    fleet.endpoint("node-h", "half", ["GPU-h"], "mistral", input_per_s=3_000, output_per_s=1_000,
-                   prefill_per_s=0.5, decode_per_s=1.5, active=minutes(1, 30))
+    fleet.endpoint(
+        "node-h",
+        "half",
+        ["GPU-h"],
+        "mistral",
+        input_per_s=3_000,
+        output_per_s=1_000,
+        prefill_per_s=0.5,
+        decode_per_s=1.5,
+        active=minutes(1, 30),
+    )
     fleet.store(engine)
     set_prices(engine, PRICES)
 
@@ -162,6 +208,8 @@ def test_the_split_total_is_the_sum_of_its_rows(engine):
     report = split_report(engine, HOUR, HOUR + 3600)
 
     for column in ("prefill_usd", "decode_usd", "idle_usd", "prefill_gpu_seconds", "input_tokens"):
-        assert report.total[column] == pytest.approx(sum(row[column] for row in report.rows), abs=1e-9)
+        assert report.total[column] == pytest.approx(
+            sum(row[column] for row in report.rows), abs=1e-9
+        )
     assert report.total["method"] == "disaggregated"
     assert report.total["usd_per_m_input"] == pytest.approx(0.0575, rel=1e-12)

@@ -1,8 +1,8 @@
 """USD per million tokens per day or week: an engine upgrade shows up as a step."""
 
 import pytest
-
 from report_fleet import DAY, HOUR, Fleet
+
 from wattledger.cli.reports.prices import PriceEntry, set_prices
 from wattledger.cli.reports.trend import trend_report
 
@@ -18,8 +18,13 @@ def upgrade_fleet(engine):
     """
     fleet = Fleet(start=MONDAY, length_minutes=2 * 24 * 60)
     fleet.gpu("node-a", "GPU-a", "H100", "hopper", 600.0)
-    fleet.endpoint("node-a", "serve", ["GPU-a"], "llama-70b",
-                   output_per_s=lambda minute: 500.0 if minute <= 24 * 60 else 1_000.0)
+    fleet.endpoint(
+        "node-a",
+        "serve",
+        ["GPU-a"],
+        "llama-70b",
+        output_per_s=lambda minute: 500.0 if minute <= 24 * 60 else 1_000.0,
+    )
     fleet.store(engine)
     set_prices(engine, [PriceEntry("sku", "H100", 0, usd_per_gpu_hour=2.00)])
 
@@ -38,7 +43,10 @@ def test_a_daily_trend_shows_the_upgrade_as_a_step(engine):
     assert second["usd_per_mtok"] == pytest.approx(48 / 86.4, rel=1e-12)
     assert first["change"] is None
     assert second["change"] == pytest.approx(-0.5, rel=1e-12)
-    assert "STEP: llama-70b from 2025-11-25: 1.111 -> 0.5556 USD per million tokens (-50%)." in report.notes
+    assert (
+        "STEP: llama-70b from 2025-11-25: 1.111 -> 0.5556 USD per million tokens (-50%)."
+        in report.notes
+    )
     assert report.total["cost_usd"] == 96.0
 
 
@@ -64,4 +72,7 @@ def test_a_week_starts_on_monday_even_when_the_window_does_not(engine):
 
     report = trend_report(engine, wednesday, wednesday + 7 * DAY, ["model"], every="week")
 
-    assert [(r["period"], r["cost_usd"]) for r in report.rows] == [("2025-11-24", 240.0), ("2025-12-01", 96.0)]
+    assert [(r["period"], r["cost_usd"]) for r in report.rows] == [
+        ("2025-11-24", 240.0),
+        ("2025-12-01", 96.0),
+    ]

@@ -36,10 +36,20 @@ def report_group() -> None:
 
 
 def window_options(func: Callable) -> Callable:
-    func = click.option("--until", type=TIME, default="now", show_default=True,
-                        help="End of the window (exclusive), rounded up to the hour.")(func)
-    func = click.option("--since", type=TIME, default="7d", show_default=True,
-                        help="Start of the window: 2026-11-01, 2026-11-01T10:00, 2026-11, or an age like 24h or 7d.")(func)
+    func = click.option(
+        "--until",
+        type=TIME,
+        default="now",
+        show_default=True,
+        help="End of the window (exclusive), rounded up to the hour.",
+    )(func)
+    func = click.option(
+        "--since",
+        type=TIME,
+        default="7d",
+        show_default=True,
+        help="Start of the window: 2026-11-01, 2026-11-01T10:00, 2026-11, or an age: 24h, 7d.",
+    )(func)
     return func
 
 
@@ -48,11 +58,18 @@ def by_option(default: str) -> Callable:
         names = [part.strip() for part in value.split(",") if part.strip()]
         unknown = [n for n in names if n not in DIMENSIONS]
         if unknown or not names:
-            raise click.BadParameter(f"choose one or more of {', '.join(DIMENSIONS)}, comma-separated")
+            raise click.BadParameter(
+                f"choose one or more of {', '.join(DIMENSIONS)}, comma-separated"
+            )
         return names
 
-    return click.option("--by", default=default, show_default=True, callback=parse,
-                        help=f"Group rows by one or more of: {', '.join(DIMENSIONS)} (comma-separated).")
+    return click.option(
+        "--by",
+        default=default,
+        show_default=True,
+        callback=parse,
+        help=f"Group rows by one or more of: {', '.join(DIMENSIONS)} (comma-separated).",
+    )
 
 
 def where_option(func: Callable) -> Callable:
@@ -61,22 +78,36 @@ def where_option(func: Callable) -> Callable:
         for value in values:
             name, sep, wanted = value.partition("=")
             if not sep or name.strip() not in DIMENSIONS:
-                raise click.BadParameter(f"{value!r}: use DIMENSION=VALUE with one of {', '.join(DIMENSIONS)}")
+                raise click.BadParameter(
+                    f"{value!r}: use DIMENSION=VALUE with one of {', '.join(DIMENSIONS)}"
+                )
             where[name.strip()] = wanted.strip()
         return where
 
-    return click.option("--where", multiple=True, callback=parse, metavar="DIM=VALUE",
-                        help="Keep only usage where a dimension has this value (repeatable), e.g. model=llama-70b.")(func)
+    return click.option(
+        "--where",
+        multiple=True,
+        callback=parse,
+        metavar="DIM=VALUE",
+        help="Keep only usage where a dimension has this value (repeatable), e.g. model=llama-70b.",
+    )(func)
 
 
 def idle_option(func: Callable) -> Callable:
-    return click.option("--idle", type=click.Choice(IDLE_MODES), default="none", show_default=True,
-                        help="Keep idle GPU cost apart (none), or share it out evenly or in proportion to "
-                             "serving cost.")(func)
+    return click.option(
+        "--idle",
+        type=click.Choice(IDLE_MODES),
+        default="none",
+        show_default=True,
+        help="Keep idle GPU cost apart (none), or share it out evenly or in proportion to "
+        "serving cost.",
+    )(func)
 
 
 def plot_option(what: str) -> Callable:
-    return click.option("--plot", type=click.Path(dir_okay=False), help=f"Also draw {what} to this PNG file.")
+    return click.option(
+        "--plot", type=click.Path(dir_okay=False), help=f"Also draw {what} to this PNG file."
+    )
 
 
 def refresh_usage(engine, quiet: bool) -> None:
@@ -87,10 +118,16 @@ def refresh_usage(engine, quiet: bool) -> None:
     if quiet or pending < 48:
         refresh(engine)
         return
-    with Progress(TextColumn("attributing usage"), BarColumn(), TextColumn("{task.completed}/{task.total} hours"),
-                  transient=True) as progress:
+    with Progress(
+        TextColumn("attributing usage"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} hours"),
+        transient=True,
+    ) as progress:
         task = progress.add_task("usage", total=pending)
-        refresh(engine, progress=lambda done, total: progress.update(task, completed=done, total=total))
+        refresh(
+            engine, progress=lambda done, total: progress.update(task, completed=done, total=total)
+        )
 
 
 def prepare(app: App, db_url: str | None, fmt: str, since: int, until: int):
@@ -112,8 +149,14 @@ def mark_unpriced(rows: list[dict], keys: tuple[str, ...]) -> None:
             row.update({key: "unpriced" for key in keys})
 
 
-def show(report: Report, columns: list[Column], fmt: str, title: str, places: dict[str, int],
-         unpriced_keys: tuple[str, ...] = ()) -> None:
+def show(
+    report: Report,
+    columns: list[Column],
+    fmt: str,
+    title: str,
+    places: dict[str, int],
+    unpriced_keys: tuple[str, ...] = (),
+) -> None:
     """Emit a report; the table rounds additive columns so rows add up to the total shown."""
     rows, total = report.rows, report.total
     if not rows:
@@ -153,7 +196,14 @@ COST_DATA = [
     Column("utilization", "Util", fixed(3)),
     Column("unpriced_gpu_hours", "Unpriced GPU-h", fixed(2)),
 ]
-COST_PLACES = {"gpu_hours": 2, "energy_kwh": 2, "input_tokens": 0, "output_tokens": 0, "cost_usd": 2, "idle_usd": 2}
+COST_PLACES = {
+    "gpu_hours": 2,
+    "energy_kwh": 2,
+    "input_tokens": 0,
+    "output_tokens": 0,
+    "cost_usd": 2,
+    "idle_usd": 2,
+}
 
 
 @report_group.command("cost")
@@ -165,8 +215,17 @@ COST_PLACES = {"gpu_hours": 2, "energy_kwh": 2, "input_tokens": 0, "output_token
 @plot_option("USD per million tokens per row")
 @db_option
 @pass_app
-def cost_command(app: App, since: int, until: int, by: list[str], idle: str, where: dict, fmt: str,
-                 plot: str | None, db_url: str | None) -> None:
+def cost_command(
+    app: App,
+    since: int,
+    until: int,
+    by: list[str],
+    idle: str,
+    where: dict,
+    fmt: str,
+    plot: str | None,
+    db_url: str | None,
+) -> None:
     """Cost per million tokens, GPU-hours, energy and idle cost, per group.
 
     Each row's cost is its GPUs' time (USD per GPU-hour) and energy (kWh x PUE x USD per kWh)
@@ -229,8 +288,13 @@ SPLIT_DATA = [
     Column("unpriced_gpu_hours", "Unpriced GPU-h"),
 ]
 SPLIT_PLACES = {
-    "prefill_gpu_hours": 2, "decode_gpu_hours": 2, "prefill_kwh": 2, "decode_kwh": 2, "prefill_usd": 2,
-    "decode_usd": 2, "idle_usd": 2,
+    "prefill_gpu_hours": 2,
+    "decode_gpu_hours": 2,
+    "prefill_kwh": 2,
+    "decode_kwh": 2,
+    "prefill_usd": 2,
+    "decode_usd": 2,
+    "idle_usd": 2,
 }
 
 
@@ -243,8 +307,17 @@ SPLIT_PLACES = {
 @plot_option("USD per million input and output tokens per row")
 @db_option
 @pass_app
-def split_command(app: App, since: int, until: int, by: list[str], idle: str, where: dict, fmt: str,
-                  plot: str | None, db_url: str | None) -> None:
+def split_command(
+    app: App,
+    since: int,
+    until: int,
+    by: list[str],
+    idle: str,
+    where: dict,
+    fmt: str,
+    plot: str | None,
+    db_url: str | None,
+) -> None:
     """Prefill versus decode: GPU time, energy and cost, per million input and output tokens.
 
     Disaggregated pools are priced from their own GPUs (a prefill pool is all prefill, a
@@ -260,20 +333,35 @@ def split_command(app: App, since: int, until: int, by: list[str], idle: str, wh
     """
     engine, since, until = prepare(app, db_url, fmt, since, until)
     weight = app.config.report.default_output_token_weight
-    report = split_report(engine, since, until, by, output_token_weight=weight, idle=idle, where=where)
+    report = split_report(
+        engine, since, until, by, output_token_weight=weight, idle=idle, where=where
+    )
 
     for row in report.rows + [report.total]:
         row["prefill_gpu_hours"] = row["prefill_gpu_seconds"] / 3600.0
         row["decode_gpu_hours"] = row["decode_gpu_seconds"] / 3600.0
     columns = key_columns(by) + (SPLIT_TABLE if fmt == "table" else SPLIT_DATA)
-    show(report, columns, fmt, "Prefill and decode cost (USD)", SPLIT_PLACES, ("usd_per_m_input", "usd_per_m_output"))
+    show(
+        report,
+        columns,
+        fmt,
+        "Prefill and decode cost (USD)",
+        SPLIT_PLACES,
+        ("usd_per_m_input", "usd_per_m_output"),
+    )
     if plot:
         from wattledger.cli.reports.plots import paired_bars
 
         names = [" / ".join(str(row[k]) for k in by) for row in report.rows]
         pairs = [(row["usd_per_m_input"], row["usd_per_m_output"]) for row in report.rows]
-        paired_bars(names, pairs, ("per M input tokens (prefill)", "per M output tokens (decode)"),
-                    "USD per million tokens", "Prefill and decode cost per token", plot)
+        paired_bars(
+            names,
+            pairs,
+            ("per M input tokens (prefill)", "per M output tokens (decode)"),
+            "USD per million tokens",
+            "Prefill and decode cost per token",
+            plot,
+        )
         plot_written(plot, fmt)
 
 
@@ -301,8 +389,13 @@ COMPARE_WHY = [
 
 @report_group.command("compare")
 @window_options
-@click.option("--along", type=click.Choice(ALONG), default="architecture", show_default=True,
-              help="The dimension whose two values are compared.")
+@click.option(
+    "--along",
+    type=click.Choice(ALONG),
+    default="architecture",
+    show_default=True,
+    help="The dimension whose two values are compared.",
+)
 @click.option("--a", "a", metavar="VALUE", help="Side A (default for architecture: hopper).")
 @click.option("--b", "b", metavar="VALUE", help="Side B (default for architecture: blackwell).")
 @by_option("model")
@@ -311,8 +404,19 @@ COMPARE_WHY = [
 @plot_option("USD per million tokens, A beside B, per row")
 @db_option
 @pass_app
-def compare_command(app: App, since: int, until: int, along: str, a: str | None, b: str | None, by: list[str],
-                    where: dict, fmt: str, plot: str | None, db_url: str | None) -> None:
+def compare_command(
+    app: App,
+    since: int,
+    until: int,
+    along: str,
+    a: str | None,
+    b: str | None,
+    by: list[str],
+    where: dict,
+    fmt: str,
+    plot: str | None,
+    db_url: str | None,
+) -> None:
     """Two groups side by side per model (Hopper versus Blackwell by default), and why.
 
     For each side: USD per million tokens (idle included), tokens per GPU-second while serving,
@@ -332,21 +436,42 @@ def compare_command(app: App, since: int, until: int, along: str, a: str | None,
         report.notes.append(NO_USAGE)
 
     if fmt != "table":
-        emit(report.rows, key_columns(by) + _compare_data_columns(), fmt, title="Comparison", total=report.total,
-             footer=report.notes)
+        emit(
+            report.rows,
+            key_columns(by) + _compare_data_columns(),
+            fmt,
+            title="Comparison",
+            total=report.total,
+            footer=report.notes,
+        )
     else:
-        emit(_compare_side_rows(report, by), key_columns(by) + _compare_side_columns(), fmt,
-             title=f"{along}: {report.total['a']} (A) versus {report.total['b']} (B)")
-        emit(report.rows + [report.total], key_columns(by) + COMPARE_WHY, fmt,
-             title="Why: cost per token, A over B, and its factors", footer=report.notes)
+        emit(
+            _compare_side_rows(report, by),
+            key_columns(by) + _compare_side_columns(),
+            fmt,
+            title=f"{along}: {report.total['a']} (A) versus {report.total['b']} (B)",
+        )
+        emit(
+            report.rows + [report.total],
+            key_columns(by) + COMPARE_WHY,
+            fmt,
+            title="Why: cost per token, A over B, and its factors",
+            footer=report.notes,
+        )
     if plot:
         from wattledger.cli.reports.plots import paired_bars
 
         rows = report.rows + [report.total]
         names = [" / ".join(str(row[k]) for k in by) for row in report.rows] + ["all models"]
         pairs = [(row["a_usd_per_mtok"], row["b_usd_per_mtok"]) for row in rows]
-        paired_bars(names, pairs, (report.total["a"], report.total["b"]), "USD per million tokens",
-                    f"Cost per token: {report.total['a']} versus {report.total['b']}", plot)
+        paired_bars(
+            names,
+            pairs,
+            (report.total["a"], report.total["b"]),
+            "USD per million tokens",
+            f"Cost per token: {report.total['a']} versus {report.total['b']}",
+            plot,
+        )
         plot_written(plot, fmt)
 
 
@@ -355,14 +480,20 @@ def _compare_data_columns() -> list[Column]:
 
     columns = [Column("a", "A"), Column("b", "B")]
     for side in ("a", "b"):
-        columns += [Column(f"{side}_{name}", f"{side}_{name}") for name in (*SIDE_FIELDS, "unpriced")]
-    columns += [Column(name, name) for name in ("watts_ratio", "j_per_token_ratio", "ratio", *FACTORS)]
+        columns += [
+            Column(f"{side}_{name}", f"{side}_{name}") for name in (*SIDE_FIELDS, "unpriced")
+        ]
+    columns += [
+        Column(name, name) for name in ("watts_ratio", "j_per_token_ratio", "ratio", *FACTORS)
+    ]
     return columns + [Column("factor_product", "factor_product"), Column("why", "why")]
 
 
 def _compare_side_columns() -> list[Column]:
     columns = [Column("side", "Side", justify="left")]
-    return columns + [Column(key, heading, money_or_unpriced(places)) for key, heading, places in COMPARE_SIDE]
+    return columns + [
+        Column(key, heading, money_or_unpriced(places)) for key, heading, places in COMPARE_SIDE
+    ]
 
 
 def _compare_side_rows(report: Report, by: list[str]) -> list[dict]:
@@ -375,7 +506,9 @@ def _compare_side_rows(report: Report, by: list[str]) -> list[dict]:
             for key, _heading, _places in COMPARE_SIDE:
                 value = row[f"{side}_{key}"]
                 cost = key in ("usd_per_mtok", "usd_per_gpu_hour")
-                line[key] = "unpriced" if value is None and cost and row[f"{side}_unpriced"] else value
+                line[key] = (
+                    "unpriced" if value is None and cost and row[f"{side}_unpriced"] else value
+                )
             lines.append(line)
             keys = dict.fromkeys(by, "")
         ratio = {**keys, "side": "A / B"}
@@ -397,23 +530,40 @@ TREND_TABLE = [
     Column("usd_per_mtok", "USD/Mtok", money_or_unpriced(4)),
     Column("change", "Change", lambda v: "-" if v is None else f"{v:+.1%}"),
 ]
-TREND_DATA = [Column("period_start", "Period start")] + COST_TABLE + COST_DATA + [Column("change", "Change")]
+TREND_DATA = (
+    [Column("period_start", "Period start")] + COST_TABLE + COST_DATA + [Column("change", "Change")]
+)
 TREND_PLACES = {"gpu_hours": 2, "input_tokens": 0, "output_tokens": 0, "cost_usd": 2, "idle_usd": 2}
 
 
 @report_group.command("trend")
 @window_options
 @by_option("model")
-@click.option("--every", type=click.Choice(PERIODS), default="day", show_default=True,
-              help="Length of each period (UTC; weeks start on Monday).")
+@click.option(
+    "--every",
+    type=click.Choice(PERIODS),
+    default="day",
+    show_default=True,
+    help="Length of each period (UTC; weeks start on Monday).",
+)
 @idle_option
 @where_option
 @format_option()
 @plot_option("USD per million tokens over time, one line per group")
 @db_option
 @pass_app
-def trend_command(app: App, since: int, until: int, by: list[str], every: str, idle: str, where: dict, fmt: str,
-                  plot: str | None, db_url: str | None) -> None:
+def trend_command(
+    app: App,
+    since: int,
+    until: int,
+    by: list[str],
+    every: str,
+    idle: str,
+    where: dict,
+    fmt: str,
+    plot: str | None,
+    db_url: str | None,
+) -> None:
     """USD per million tokens per day or week, per group, so that a change shows as a step.
 
     Each row also gives the change from the group's previous period; the notes list the
@@ -430,7 +580,9 @@ def trend_command(app: App, since: int, until: int, by: list[str], every: str, i
 
     columns = [Column("period", "Period", justify="left")] + key_columns(by)
     columns += TREND_TABLE if fmt == "table" else TREND_DATA
-    show(report, columns, fmt, f"USD per million tokens per {every}", TREND_PLACES, ("usd_per_mtok",))
+    show(
+        report, columns, fmt, f"USD per million tokens per {every}", TREND_PLACES, ("usd_per_mtok",)
+    )
     if plot:
         from wattledger.cli.reports.plots import line_chart
 

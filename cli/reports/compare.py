@@ -31,8 +31,6 @@ from wattledger.cli.reports.report import (
     window_note,
 )
 from wattledger.cli.reports.usage_query import (
-    MEASURES,
-    PRICED,
     UNASSIGNED_LABEL,
     ReportError,
     aggregate,
@@ -43,10 +41,25 @@ from wattledger.cli.reports.usage_query import (
 ALONG = ("architecture", "engine", "engine_version", "sku", "node")
 DEFAULT_PAIRS = {"architecture": ("hopper", "blackwell")}
 SIDE_FIELDS = (
-    "usd_per_mtok", "tokens_per_gpu_s", "serving_share", "utilization", "usd_per_gpu_hour",
-    "energy_usd_per_gpu_hour", "watts", "j_per_token", "gpu_hours", "tokens",
+    "usd_per_mtok",
+    "tokens_per_gpu_s",
+    "serving_share",
+    "utilization",
+    "usd_per_gpu_hour",
+    "energy_usd_per_gpu_hour",
+    "watts",
+    "j_per_token",
+    "gpu_hours",
+    "tokens",
 )
-FACTORS = ("factor_price", "factor_energy", "factor_gpu_hour_cost", "factor_throughput", "factor_serving_share")
+COMPARE_MEASURES = ("input_tokens", "output_tokens", "util_busy_seconds", "util_known_seconds")
+FACTORS = (
+    "factor_price",
+    "factor_energy",
+    "factor_gpu_hour_cost",
+    "factor_throughput",
+    "factor_serving_share",
+)
 
 
 def compare_report(
@@ -64,13 +77,19 @@ def compare_report(
         raise ReportError(f"cannot compare along {along!r}; choose from {', '.join(ALONG)}")
     by = check_dimensions(by)
     if along in by:
-        raise ReportError(f"--by {along} is what is compared; group rows by another dimension, e.g. model")
+        raise ReportError(
+            f"--by {along} is what is compared; group rows by another dimension, e.g. model"
+        )
     check_window(since, until)
 
     prices = PriceBook.load(engine)
     with engine.connect() as conn:
-        groups = aggregate(conn, prices, since, until, [along, *by], where=where)
-        present = sorted({g.key[0] for g in groups if g.sums["gpu_seconds"] > 0 or _tokens(g.sums) > 0})
+        groups = aggregate(
+            conn, prices, since, until, [along, *by], where=where, measures=COMPARE_MEASURES
+        )
+        present = sorted(
+            {g.key[0] for g in groups if g.sums["gpu_seconds"] > 0 or _tokens(g.sums) > 0}
+        )
         a, b = _pick_pair(along, a, b, present)
         unpriced = []
         if any(g.sums["unpriced_seconds"] > 0 for g in groups):
@@ -108,7 +127,9 @@ def _pick_pair(along: str, a: str | None, b: str | None, present: list[str]) -> 
     if a is None or b is None:
         default = DEFAULT_PAIRS.get(along) or (tuple(present) if len(present) == 2 else None)
         if default is None:
-            raise ReportError(f"give --a and --b to pick two values of {along}; present in this window: {listed}")
+            raise ReportError(
+                f"give --a and --b to pick two values of {along}; present in this window: {listed}"
+            )
         if a is None and b is None:
             a, b = default
         elif a is None:
@@ -131,7 +152,7 @@ def _sum_all(many) -> dict[str, float] | None:
     many = list(many)
     if not many:
         return None
-    return {name: sum(s[name] for s in many) for name in (*MEASURES, *PRICED)}
+    return {name: sum(s[name] for s in many) for name in many[0]}
 
 
 def side_figures(sums: Mapping[str, float] | None) -> dict:
@@ -146,7 +167,9 @@ def side_figures(sums: Mapping[str, float] | None) -> dict:
         "usd_per_mtok": cost / tokens * 1e6 if tokens and not unpriced else None,
         "tokens_per_gpu_s": tokens / serving_s if serving_s else None,
         "serving_share": serving_s / gpu_s if gpu_s else None,
-        "utilization": sums["util_busy_seconds"] / sums["util_known_seconds"] if sums["util_known_seconds"] else None,
+        "utilization": sums["util_busy_seconds"] / sums["util_known_seconds"]
+        if sums["util_known_seconds"]
+        else None,
         "usd_per_gpu_hour": sums["time_usd"] / gpu_h if gpu_h and not unpriced else None,
         "energy_usd_per_gpu_hour": sums["energy_usd"] / gpu_h if gpu_h else None,
         "watts": sums["energy_j"] / gpu_s if gpu_s else None,
@@ -231,12 +254,17 @@ def _largest_factor(row: dict) -> str:
     if not ratio or math.isclose(ratio, 1.0, rel_tol=1e-3):
         return ""
     names = {
-        "factor_price": "price", "factor_energy": "energy", "factor_gpu_hour_cost": "GPU-hour cost",
-        "factor_throughput": "throughput", "factor_serving_share": "serving share",
+        "factor_price": "price",
+        "factor_energy": "energy",
+        "factor_gpu_hour_cost": "GPU-hour cost",
+        "factor_throughput": "throughput",
+        "factor_serving_share": "serving share",
     }
     used = {name: row[key] for key, name in names.items() if row[key]}
     name, value = max(used.items(), key=lambda item: abs(math.log(item[1])))
-    return f"; on a log scale, {name} accounts for {math.log(value) / math.log(ratio):.0%} of the gap"
+    return (
+        f"; on a log scale, {name} accounts for {math.log(value) / math.log(ratio):.0%} of the gap"
+    )
 
 
 def _unassigned_notes(by, a: str, b: str, sums: dict) -> list[str]:

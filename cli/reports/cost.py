@@ -23,13 +23,34 @@ from wattledger.cli.reports.report import (
     unpriced_notes,
     window_note,
 )
-from wattledger.cli.reports.usage_query import Group, ReportError, aggregate, check_dimensions, unpriced_gpus
+from wattledger.cli.reports.usage_query import (
+    Group,
+    ReportError,
+    aggregate,
+    check_dimensions,
+    unpriced_gpus,
+)
 
-__all__ = ["IDLE_MODES", "Report", "cost_report", "cost_rows", "total_row"]
+__all__ = ["COST_MEASURES", "IDLE_MODES", "Report", "cost_report", "cost_rows", "total_row"]
 
+# The sums the cost rows need (besides those pricing needs).
+COST_MEASURES = (
+    "input_tokens",
+    "output_tokens",
+    "cached_tokens",
+    "requests",
+    "util_busy_seconds",
+    "util_known_seconds",
+)
 ADDITIVE = (
-    "gpu_hours", "energy_kwh", "input_tokens", "output_tokens", "cached_tokens", "requests",
-    "attributed_energy_j", "unpriced_gpu_hours",
+    "gpu_hours",
+    "energy_kwh",
+    "input_tokens",
+    "output_tokens",
+    "cached_tokens",
+    "requests",
+    "attributed_energy_j",
+    "unpriced_gpu_hours",
 )
 ADDITIVE_USD = ("serving_usd", "cost_usd", "idle_usd", "idle_shared_usd", "total_usd")
 
@@ -49,7 +70,7 @@ def cost_report(
 
     prices = PriceBook.load(engine)
     with engine.connect() as conn:
-        groups = aggregate(conn, prices, since, until, by, where=where)
+        groups = aggregate(conn, prices, since, until, by, where=where, measures=COST_MEASURES)
         unpriced = []
         if any(group.sums["unpriced_seconds"] > 0 for group in groups):
             unpriced = unpriced_gpus(conn, prices, since, until)
@@ -92,7 +113,9 @@ def base_row(by: Sequence[str], group: Group) -> dict:
         attributed_energy_j=d["serving_energy_j"],
         idle_energy_j=max(0.0, d["energy_j"] - d["serving_energy_j"]),
         unpriced_gpu_hours=d["unpriced_seconds"] / 3600.0,
-        utilization=(d["util_busy_seconds"] / d["util_known_seconds"]) if d["util_known_seconds"] else None,
+        utilization=(d["util_busy_seconds"] / d["util_known_seconds"])
+        if d["util_known_seconds"]
+        else None,
     )
     return row
 
@@ -117,7 +140,9 @@ def total_row(rows: list[dict], by: Sequence[str]) -> dict:
     tokens = total["input_tokens"] + total["output_tokens"]
     total["usd_per_mtok"] = None if is_unpriced(total) else per_million(total["cost_usd"], tokens)
     total["j_per_token"] = total["attributed_energy_j"] / tokens if tokens else None
-    known = [(row["utilization"], row["gpu_hours"]) for row in rows if row["utilization"] is not None]
+    known = [
+        (row["utilization"], row["gpu_hours"]) for row in rows if row["utilization"] is not None
+    ]
     hours = sum(h for _, h in known)
     total["utilization"] = sum(util * h for util, h in known) / hours if hours else None
     return total

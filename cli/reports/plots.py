@@ -41,7 +41,10 @@ def paired_bars(
     fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(names) + 2), 4.5))
     width = 0.38
     positions = range(len(names))
-    for offset, color, side, side_name in ((-width / 2, BLUE, 0, legend[0]), (width / 2, GREEN, 1, legend[1])):
+    for offset, color, side, side_name in (
+        (-width / 2, BLUE, 0, legend[0]),
+        (width / 2, GREEN, 1, legend[1]),
+    ):
         heights = [pair[side] if pair[side] is not None else float("nan") for pair in pairs]
         bars = ax.bar([p + offset for p in positions], heights, width, color=color, label=side_name)
         ax.bar_label(bars, labels=[_bar_text(pair[side]) for pair in pairs], fontsize=8)
@@ -58,14 +61,22 @@ def paired_bars(
     _save(fig, path)
 
 
-def line_chart(series: dict[str, list[tuple[str, float | None]]], label: str, title: str, path: str) -> None:
+def line_chart(
+    series: dict[str, list[tuple[str, float | None]]], label: str, title: str, path: str
+) -> None:
     """One line per series over shared period labels; a missing value breaks the line."""
     periods = sorted({period for points in series.values() for period, _ in points})
     fig, ax = plt.subplots(figsize=(max(7, 0.35 * len(periods) + 4), 4.5))
     for name, points in sorted(series.items()):
         values = dict(points)
         ys = [values.get(period) for period in periods]
-        ax.plot(periods, [float("nan") if y is None else y for y in ys], marker="o", markersize=3, label=name)
+        ax.plot(
+            periods,
+            [float("nan") if y is None else y for y in ys],
+            marker="o",
+            markersize=3,
+            label=name,
+        )
     ax.set_ylabel(label)
     ax.set_title(title)
     ax.set_ylim(bottom=0)

@@ -111,6 +111,8 @@ def _by_key(segments: Sequence[Segment]) -> dict[str, list[Segment]]:
 
 def _mean(segments: Sequence[Segment], a: int, b: int, rate_of) -> tuple[float, float]:
     """Time-weighted mean rate over ``[a, b)`` (no price counts as zero), and the priced share."""
+    # Limitation: usage is kept by the hour, so in the hour of a price change it is taken as
+    # spread evenly over the hour; a burst just before the change is charged at the mean.
     pieces = []
     for segment in segments:
         rate = rate_of(segment)

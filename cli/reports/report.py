@@ -30,7 +30,9 @@ class Report:
 
 def check_window(since: int, until: int) -> None:
     if until <= since:
-        raise ReportError(f"the window is empty: --until {iso(until)} is not after --since {iso(since)}")
+        raise ReportError(
+            f"the window is empty: --until {iso(until)} is not after --since {iso(since)}"
+        )
 
 
 def window_note(since: int, until: int) -> str:
@@ -44,11 +46,14 @@ def unpriced_notes(unpriced: list[dict], *, no_prices: bool) -> list[str]:
     """One line per GPU whose time in the window had no GPU-hour price."""
     notes = []
     if no_prices:
-        notes.append("No prices are set: every GPU is unpriced. Set them with 'wattledger price set'.")
+        notes.append(
+            "No prices are set: every GPU is unpriced. Set them with 'wattledger price set'."
+        )
     for gpu in unpriced:
         sku = f"SKU {gpu['sku']!r}" if gpu["sku"] else "its unknown SKU"
         notes.append(
-            f"UNPRICED: {gpu['uuid']} ({gpu['name'] or gpu['sku'] or 'unnamed GPU'}, node {gpu['node']}) has "
+            f"UNPRICED: {gpu['uuid']} ({gpu['name'] or gpu['sku'] or 'unnamed GPU'}, "
+            f"node {gpu['node']}) has "
             f"{gpu['seconds'] / 3600:.2f} GPU-hours with no price for {sku}; "
             "its cost is missing from the figures, not zero."
         )

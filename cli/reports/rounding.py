@@ -27,7 +27,9 @@ def largest_remainder(values: Sequence[float], places: int) -> tuple[list[float]
     return [float(v) for v in floors], float(total)
 
 
-def for_display(rows: Sequence[dict], total: dict | None, places: Mapping[str, int]) -> tuple[list[dict], dict | None]:
+def for_display(
+    rows: Sequence[dict], total: dict | None, places: Mapping[str, int]
+) -> tuple[list[dict], dict | None]:
     """Copies of ``rows`` and ``total`` with each column in ``places`` rounded to add up.
 
     A column whose total is not the plain sum of the rows (None anywhere) is left alone.

@@ -36,7 +36,13 @@ from wattledger.cli.reports.report import (
     unpriced_notes,
     window_note,
 )
-from wattledger.cli.reports.usage_query import Group, ReportError, aggregate, check_dimensions, unpriced_gpus
+from wattledger.cli.reports.usage_query import (
+    Group,
+    ReportError,
+    aggregate,
+    check_dimensions,
+    unpriced_gpus,
+)
 
 METHOD_DISAGGREGATED = "disaggregated"
 METHOD_PHASE_TIME = "phase time"
@@ -45,9 +51,15 @@ ESTIMATE = " (estimate)"
 SHARE_SHOWN = 0.0005  # method shares below this are left out of a row's label
 
 ADDITIVE = (
-    "prefill_gpu_seconds", "decode_gpu_seconds", "idle_gpu_seconds",
-    "prefill_kwh", "decode_kwh", "idle_kwh",
-    "input_tokens", "output_tokens", "unpriced_gpu_hours",
+    "prefill_gpu_seconds",
+    "decode_gpu_seconds",
+    "idle_gpu_seconds",
+    "prefill_kwh",
+    "decode_kwh",
+    "idle_kwh",
+    "input_tokens",
+    "output_tokens",
+    "unpriced_gpu_hours",
 )
 ADDITIVE_USD = ("prefill_usd", "decode_usd", "idle_usd", "idle_shared_usd", "cost_usd")
 
@@ -73,7 +85,16 @@ def split_report(
 
     prices = PriceBook.load(engine)
     with engine.connect() as conn:
-        groups = aggregate(conn, prices, since, until, by, where=where, split_weight=output_token_weight)
+        groups = aggregate(
+            conn,
+            prices,
+            since,
+            until,
+            by,
+            where=where,
+            split_weight=output_token_weight,
+            measures=("input_tokens", "output_tokens"),
+        )
         unpriced = []
         if any(group.sums["unpriced_seconds"] > 0 for group in groups):
             unpriced = unpriced_gpus(conn, prices, since, until)
@@ -101,8 +122,11 @@ def split_report(
 
 def _idle_note(idle: str) -> str:
     if idle == "none":
-        return "Idle: GPU time in which no tokens were served is in idle_usd, apart from prefill and decode."
-    return idle_note(idle) + " A row's share is split between prefill and decode like its serving cost."
+        return "Idle: GPU time without tokens served is in idle_usd, apart from prefill and decode."
+    return (
+        idle_note(idle)
+        + " A row's share is split between prefill and decode like its serving cost."
+    )
 
 
 def _split_row(by: Sequence[str], group: Group) -> dict:
@@ -195,8 +219,14 @@ def _per_token(row: dict) -> None:
     unpriced = is_unpriced(row)
     has_prefill = row["prefill_gpu_seconds"] > 0
     has_decode = row["decode_gpu_seconds"] > 0
-    row["usd_per_m_input"] = None if unpriced or not has_prefill else per_million(row["prefill_usd"], row["input_tokens"])
-    row["usd_per_m_output"] = None if unpriced or not has_decode else per_million(row["decode_usd"], row["output_tokens"])
+    row["usd_per_m_input"] = (
+        None
+        if unpriced or not has_prefill
+        else per_million(row["prefill_usd"], row["input_tokens"])
+    )
+    row["usd_per_m_output"] = (
+        None if unpriced or not has_decode else per_million(row["decode_usd"], row["output_tokens"])
+    )
 
 
 def _total(rows: list[dict], by: Sequence[str]) -> dict:
@@ -207,8 +237,12 @@ def _total(rows: list[dict], by: Sequence[str]) -> dict:
         total[name] = round(sum(row[name] for row in rows), USD_PLACES)
     serving_s = sum(row["prefill_gpu_seconds"] + row["decode_gpu_seconds"] for row in rows)
     shares = {
-        name: (sum(row[key] * (row["prefill_gpu_seconds"] + row["decode_gpu_seconds"]) for row in rows) / serving_s)
-        if serving_s else 0.0
+        name: (
+            sum(row[key] * (row["prefill_gpu_seconds"] + row["decode_gpu_seconds"]) for row in rows)
+            / serving_s
+        )
+        if serving_s
+        else 0.0
         for name, key in (
             (METHOD_DISAGGREGATED, "disaggregated_share"),
             (METHOD_PHASE_TIME, "phase_time_share"),

@@ -13,14 +13,25 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Engine
 
-from wattledger.cli.reports.cost import check_idle_mode, cost_rows, total_row
+from wattledger.cli.reports.cost import COST_MEASURES, check_idle_mode, cost_rows, total_row
 from wattledger.cli.reports.idle import idle_note
 from wattledger.cli.reports.prices import PriceBook
 from wattledger.cli.reports.report import Report, check_window, unpriced_notes, window_note
-from wattledger.cli.reports.usage_query import Group, ReportError, aggregate, check_dimensions, unpriced_gpus
+from wattledger.cli.reports.usage_query import (
+    Group,
+    ReportError,
+    aggregate,
+    check_dimensions,
+    unpriced_gpus,
+)
 
 PERIODS = ("hour", "day", "week", "month")
-PERIOD_FORMATS = {"hour": "%Y-%m-%dT%H:00Z", "day": "%Y-%m-%d", "week": "%Y-%m-%d", "month": "%Y-%m"}
+PERIOD_FORMATS = {
+    "hour": "%Y-%m-%dT%H:00Z",
+    "day": "%Y-%m-%d",
+    "week": "%Y-%m-%d",
+    "month": "%Y-%m",
+}
 STEP = 0.2  # a change of at least this much from one period to the next is listed as a step
 STEPS_LISTED = 5
 
@@ -43,7 +54,9 @@ def trend_report(
 
     prices = PriceBook.load(engine)
     with engine.connect() as conn:
-        groups = aggregate(conn, prices, since, until, by, bucket=every, where=where)
+        groups = aggregate(
+            conn, prices, since, until, by, bucket=every, where=where, measures=COST_MEASURES
+        )
         unpriced = []
         if any(group.sums["unpriced_seconds"] > 0 for group in groups):
             unpriced = unpriced_gpus(conn, prices, since, until)
@@ -59,7 +72,11 @@ def trend_report(
     _changes(rows, by)
 
     label = "week starting Monday" if every == "week" else every
-    notes = [window_note(since, until), f"One row per {label} (UTC) and {', '.join(by)}.", idle_note(idle)]
+    notes = [
+        window_note(since, until),
+        f"One row per {label} (UTC) and {', '.join(by)}.",
+        idle_note(idle),
+    ]
     notes += _step_notes(rows, by)
     notes += unpriced_notes(unpriced, no_prices=prices.empty)
     total = total_row(rows, ["period", *by])
@@ -68,6 +85,7 @@ def trend_report(
     return Report(rows, total, notes, unpriced)
 
 
+# Limitation: days and weeks are UTC; a fleet far from UTC sees its days cut at another hour.
 def period_label(start: int, every: str) -> str:
     return datetime.fromtimestamp(start, tz=UTC).strftime(PERIOD_FORMATS[every])
 

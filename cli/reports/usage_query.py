@@ -32,6 +32,7 @@ from sqlalchemy import (
     literal,
     literal_column,
     select,
+    text,
     union_all,
 )
 from sqlalchemy.engine import Connection
@@ -84,6 +85,8 @@ MEASURES = (
     "util_busy_seconds",
     "util_known_seconds",
 )
+# What pricing needs whatever else a report asks for.
+PRICING_MEASURES = ("gpu_seconds", "serving_seconds", "energy_j", "serving_energy_j")
 PRICED = ("time_usd", "serving_time_usd", "energy_usd", "serving_energy_usd", "unpriced_seconds")
 SPLIT_MEASURES = (
     "prefill_serving_seconds",
@@ -92,6 +95,15 @@ SPLIT_MEASURES = (
     "disaggregated_serving_seconds",
     "measured_serving_seconds",
 )
+
+# Dimensions that need the endpoint row (node, site and cluster fall back to it for rows
+# without a known GPU).
+ENDPOINT_DIMENSIONS = frozenset(
+    {"endpoint", "engine", "engine_version", "role", "node", "site", "cluster"}
+)
+# PostgreSQL guesses far more groups than the first stage makes (one per GPU, endpoint, model
+# and price period) and, with the default 4 MB, sorts them on disk instead of hashing them.
+POSTGRES_WORK_MEM = "64MB"
 
 u = s.usage_hourly
 ROLES_DISAGGREGATED = literal_column(f"'{c.ROLE_PREFILL}'"), literal_column(f"'{c.ROLE_DECODE}'")
@@ -104,7 +116,9 @@ class ReportError(WattledgerError):
 def check_dimensions(names: Sequence[str]) -> list[str]:
     unknown = [n for n in names if n not in DIMENSIONS]
     if unknown:
-        raise ReportError(f"cannot group by {', '.join(unknown)}; choose from {', '.join(DIMENSIONS)}")
+        raise ReportError(
+            f"cannot group by {', '.join(unknown)}; choose from {', '.join(DIMENSIONS)}"
+        )
     if not names:
         raise ReportError(f"give at least one dimension to group by: {', '.join(DIMENSIONS)}")
     return list(names)
@@ -132,13 +146,15 @@ def aggregate(
     bucket: str | None = None,
     where: Mapping[str, str] | None = None,
     split_weight: float | None = None,
+    measures: Sequence[str] = MEASURES,
 ) -> list[Group]:
     """Sum usage in ``[since, until)`` by the dimensions ``by``.
 
     ``bucket`` (hour, day, week or month, UTC) adds the start of each time bucket to the key.
     ``where`` keeps only rows whose dimension has the given value. ``split_weight`` (the cost of
     an output token in input tokens, for endpoints without phase time) adds the prefill share of
-    serving time, energy and cost (``SPLIT_MEASURES``).
+    serving time, energy and cost (``SPLIT_MEASURES``). ``measures`` names the sums wanted
+    besides those pricing needs (fewer sums, a faster query).
     """
     check_dimensions(by)
     if bucket is not None and bucket not in BUCKETS:
@@ -146,22 +162,31 @@ def aggregate(
     where = dict(where or {})
     unknown = [name for name in where if name not in DIMENSIONS]
     if unknown:
-        raise ReportError(f"cannot filter on {', '.join(unknown)}; choose from {', '.join(DIMENSIONS)}")
+        raise ReportError(
+            f"cannot filter on {', '.join(unknown)}; choose from {', '.join(DIMENSIONS)}"
+        )
 
+    measures = [m for m in MEASURES if m in set(measures) | set(PRICING_MEASURES)]
     periods = _periods(conn, prices, since, until)
     wanted = set(by) | set(where)
-    x = _stage_one(periods, since, until, device="device" in wanted, bucket=bucket, split_weight=split_weight)
+    keys = [u.c.gpu_uuid]
+    if wanted & ENDPOINT_DIMENSIONS or split_weight is not None:
+        keys.append(u.c.endpoint_id)
+    if "model" in wanted:
+        keys.append(u.c.model)
+    if "device" in wanted:
+        keys.append(u.c.device_uuid)
+    x = _stage_one(periods, since, until, keys, measures, bucket=bucket, split_weight=split_weight)
     g, ep = s.gpus.alias("g"), s.endpoints.alias("ep")
     rate, power = _rate_tables(periods)
-    dims = _dimension_exprs(x, g, ep)
+    dims = {name: _dimension(name, x, g, ep) for name in wanted}
 
     key_exprs = [dims[name] for name in by] + ([x.c.bucket] if bucket else [])
     key_names = list(by) + (["bucket"] if bucket else [])
-    keys = [expr.label(name) for expr, name in zip(key_exprs, key_names, strict=True)]
 
     gpu_rate = func.coalesce(rate.c.usd_per_gpu_hour, 0.0)
     kwh_rate = func.coalesce(power.c.usd_per_gpu_kwh, 0.0)
-    columns = [func.coalesce(func.sum(x.c[m]), 0.0).label(m) for m in MEASURES]
+    columns = [func.coalesce(func.sum(x.c[m]), 0.0).label(m) for m in measures]
     columns += [
         func.coalesce(func.sum(x.c.gpu_seconds * gpu_rate), 0.0).label("time_usd"),
         func.coalesce(func.sum(x.c.serving_seconds * gpu_rate), 0.0).label("serving_time_usd"),
@@ -170,7 +195,10 @@ def aggregate(
         func.coalesce(
             func.sum(
                 case(
-                    (x.c.gpu_uuid.is_not(None), x.c.gpu_seconds * (1.0 - func.coalesce(rate.c.priced_fraction, 0.0))),
+                    (
+                        x.c.gpu_uuid.is_not(None),
+                        x.c.gpu_seconds * (1.0 - func.coalesce(rate.c.priced_fraction, 0.0)),
+                    ),
                     else_=0.0,
                 )
             ),
@@ -180,21 +208,28 @@ def aggregate(
     if split_weight is not None:
         columns += _split_columns(x, ep, gpu_rate, kwh_rate)
 
+    joined = x.outerjoin(g, g.c.uuid == x.c.gpu_uuid)
+    if "endpoint_id" in x.c:
+        joined = joined.outerjoin(ep, ep.c.id == x.c.endpoint_id)
+    joined = joined.outerjoin(rate, and_(rate.c.key == g.c.sku, rate.c.period == x.c.period))
+    joined = joined.outerjoin(
+        power, and_(power.c.key == func.coalesce(g.c.site, ""), power.c.period == x.c.period)
+    )
     query = (
-        select(*keys, *columns)
-        .select_from(x)
-        .outerjoin(g, g.c.uuid == x.c.gpu_uuid)
-        .outerjoin(ep, ep.c.id == x.c.endpoint_id)
-        .outerjoin(rate, and_(rate.c.key == g.c.sku, rate.c.period == x.c.period))
-        .outerjoin(power, and_(power.c.key == func.coalesce(g.c.site, ""), power.c.period == x.c.period))
+        select(
+            *[expr.label(name) for expr, name in zip(key_exprs, key_names, strict=True)], *columns
+        )
+        .select_from(joined)
         .where(*[dims[name] == value for name, value in where.items()])
         .group_by(*key_exprs)
     )
 
+    if conn.dialect.name == "postgresql":
+        conn.execute(text(f"SET LOCAL work_mem = '{POSTGRES_WORK_MEM}'"))
     groups = []
     for row in conn.execute(query).mappings():
         key = tuple(str(row[name]) for name in by) + ((int(row["bucket"]),) if bucket else ())
-        sums = {m: float(row[m]) for m in MEASURES}
+        sums = {m: float(row[m]) for m in measures}
         sums["time_usd"] = float(row["time_usd"]) / 3600.0
         sums["serving_time_usd"] = float(row["serving_time_usd"]) / 3600.0
         sums["energy_usd"] = float(row["energy_usd"]) / 3.6e6
@@ -212,7 +247,7 @@ def unpriced_gpus(conn: Connection, prices: PriceBook, since: int, until: int) -
     Each row: ``uuid``, ``name``, ``sku``, ``node`` and ``seconds`` (GPU time without a price).
     """
     periods = _periods(conn, prices, since, until)
-    x = _stage_one(periods, since, until, device=False, bucket=None, split_weight=None)
+    x = _stage_one(periods, since, until, [u.c.gpu_uuid], ["gpu_seconds"])
     g = s.gpus.alias("g")
     rate, _power = _rate_tables(periods)
     missing = x.c.gpu_seconds * (1.0 - func.coalesce(rate.c.priced_fraction, 0.0))
@@ -237,13 +272,13 @@ def _stage_one(
     periods: PricePeriods,
     since: int,
     until: int,
+    keys: Sequence,
+    measures: Sequence[str],
     *,
-    device: bool,
-    bucket: str | None,
-    split_weight: float | None,
+    bucket: str | None = None,
+    split_weight: float | None = None,
 ):
-    """Usage summed per GPU, endpoint, model and price period (and device, time bucket)."""
-    keys = [u.c.gpu_uuid, u.c.endpoint_id, u.c.model] + ([u.c.device_uuid] if device else [])
+    """Usage summed per price period and ``keys`` (GPU; endpoint, model, device as needed)."""
     period = _period_expr(periods.inner_bounds)
     extra_keys = [period.label("period")]
     # A constant is left out of GROUP BY, where a bare number would mean a column position.
@@ -254,7 +289,7 @@ def _stage_one(
         if not constant:
             group.append(start)
 
-    sums = [func.sum(u.c[m]).label(m) for m in MEASURES]
+    sums = [func.sum(u.c[m]).label(m) for m in measures]
     if split_weight is not None:
         sums += _split_sums(split_weight)
     return (
@@ -267,14 +302,19 @@ def _stage_one(
 
 def _period_expr(inner_bounds: Sequence[int]):
     """The index of the price period holding each usage hour."""
+    # Limitation: one WHEN per price change in the window; prices that change every hour (spot
+    # prices) would make this CASE long and the first stage slower.
     if not inner_bounds:
         return literal_column("0", Integer)
-    whens = [(u.c.hour < literal_column(str(bound)), literal_column(str(i))) for i, bound in enumerate(inner_bounds)]
+    whens = [
+        (u.c.hour < literal_column(str(bound)), literal_column(str(i)))
+        for i, bound in enumerate(inner_bounds)
+    ]
     return case(*whens, else_=literal_column(str(len(inner_bounds))))
 
 
 def _bucket_expr(bucket: str, since: int, until: int):
-    """The start (seconds, UTC) of the time bucket holding each usage hour, and if it is constant."""
+    """Start (seconds, UTC) of the time bucket of each usage hour, and whether it is constant."""
     if bucket == "hour":
         return u.c.hour, False
     if bucket == "day":
@@ -314,6 +354,8 @@ def _split_sums(weight: float) -> list:
     An hour with phase time splits by it; an hour without splits by tokens, an output token
     weighing ``weight`` input tokens. Disaggregated endpoints are settled in stage 2 by role.
     """
+    # Limitation: energy is split like time; a prefill second may draw more power than a
+    # decode second, which no per-phase power reading tells apart.
     phase = u.c.prefill_seconds + u.c.decode_seconds
     measured = phase > 0
     by_phase = u.c.prefill_seconds / phase
@@ -321,7 +363,9 @@ def _split_sums(weight: float) -> list:
     by_tokens = case((token_weight > 0, u.c.input_tokens / token_weight), else_=0.0)
     share = case((measured, by_phase), else_=by_tokens)
     return [
-        func.sum(case((measured, u.c.serving_seconds), else_=0.0)).label("measured_serving_seconds"),
+        func.sum(case((measured, u.c.serving_seconds), else_=0.0)).label(
+            "measured_serving_seconds"
+        ),
         func.sum(u.c.serving_seconds * share).label("aggregated_prefill_seconds"),
         func.sum(u.c.serving_energy_j * share).label("aggregated_prefill_energy_j"),
     ]
@@ -346,27 +390,33 @@ def _split_columns(x, ep, gpu_rate, kwh_rate) -> list:
         func.coalesce(func.sum(case((disaggregated, x.c.serving_seconds), else_=0.0)), 0.0).label(
             "disaggregated_serving_seconds"
         ),
-        func.coalesce(func.sum(case((disaggregated, 0.0), else_=x.c.measured_serving_seconds)), 0.0).label(
-            "measured_serving_seconds"
-        ),
+        func.coalesce(
+            func.sum(case((disaggregated, 0.0), else_=x.c.measured_serving_seconds)), 0.0
+        ).label("measured_serving_seconds"),
     ]
 
 
-def _dimension_exprs(x, g, ep) -> dict:
+def _dimension(name: str, x, g, ep):
+    """The SQL expression of dimension ``name`` over the first stage ``x`` and its joins."""
+    if name == "model":
+        return func.coalesce(x.c.model, UNASSIGNED)
+    if name == "gpu":
+        return func.coalesce(x.c.gpu_uuid, UNKNOWN)
+    if name == "device":
+        return func.coalesce(x.c.device_uuid, UNKNOWN)
     return {
-        "model": func.coalesce(x.c.model, UNASSIGNED),
-        "endpoint": func.coalesce(ep.c.name, UNASSIGNED),
-        "engine": func.coalesce(ep.c.engine, UNASSIGNED),
-        "engine_version": func.coalesce(ep.c.engine_version, UNKNOWN),
-        "role": func.coalesce(ep.c.role, UNASSIGNED),
-        "sku": func.coalesce(g.c.sku, UNKNOWN),
-        "architecture": func.coalesce(g.c.architecture, UNKNOWN),
-        "node": func.coalesce(g.c.node, ep.c.node, UNKNOWN),
-        "site": func.coalesce(g.c.site, ep.c.site, UNKNOWN),
-        "cluster": func.coalesce(g.c.cluster, ep.c.cluster, UNKNOWN),
-        "gpu": func.coalesce(x.c.gpu_uuid, UNKNOWN),
-        "device": func.coalesce(x.c.device_uuid, UNKNOWN) if "device_uuid" in x.c else UNKNOWN,
-    }
+        "endpoint": lambda: func.coalesce(ep.c.name, UNASSIGNED),
+        "engine": lambda: func.coalesce(ep.c.engine, UNASSIGNED),
+        # Limitation: engine and version are the endpoint's latest, so an endpoint upgraded in
+        # place counts all its hours under the new version; a new endpoint keeps them apart.
+        "engine_version": lambda: func.coalesce(ep.c.engine_version, UNKNOWN),
+        "role": lambda: func.coalesce(ep.c.role, UNASSIGNED),
+        "sku": lambda: func.coalesce(g.c.sku, UNKNOWN),
+        "architecture": lambda: func.coalesce(g.c.architecture, UNKNOWN),
+        "node": lambda: func.coalesce(g.c.node, ep.c.node, UNKNOWN),
+        "site": lambda: func.coalesce(g.c.site, ep.c.site, UNKNOWN),
+        "cluster": lambda: func.coalesce(g.c.cluster, ep.c.cluster, UNKNOWN),
+    }[name]()
 
 
 def _rate_tables(periods: PricePeriods):
@@ -391,7 +441,12 @@ def _inline_table(name: str, names: Sequence[str], types: Sequence, rows: list[t
         # A row that matches nothing keeps the join valid when no price is set.
         rows = [("", -1, *([None] * (len(names) - 2)))]
     selects = [
-        select(*[cast(literal(value), type_).label(col) for value, col, type_ in zip(row, names, types, strict=True)])
+        select(
+            *[
+                cast(literal(value), type_).label(col)
+                for value, col, type_ in zip(row, names, types, strict=True)
+            ]
+        )
         for row in rows
     ]
     return (union_all(*selects) if len(selects) > 1 else selects[0]).subquery(name)
