@@ -261,6 +261,7 @@ def bulk_insert(engine, rows: list[tuple]) -> None:
         else:
             # A large page cache keeps the hour index's pages in memory while it is filled.
             cursor.execute("PRAGMA cache_size=-1000000")
+            cursor.execute("BEGIN")  # the driver is in autocommit mode: one transaction, not millions
             cursor.executemany(
                 f"INSERT INTO rollup_hourly ({columns}) VALUES (?, ?, ?, ?, ?, ?)", rows
             )

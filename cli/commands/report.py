@@ -26,7 +26,6 @@ NO_USAGE = "No usage in this window. Is an agent running, and is the window righ
 def report_group() -> None:
     """Cost per million tokens, prefill/decode split, comparisons and trends across your fleet.
 
-    \b
     Every report reads the hourly usage the store keeps, charges each hour at the prices in
     force then, and names any GPU without a price. Output as a table, JSON or CSV.
     """

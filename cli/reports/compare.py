@@ -116,7 +116,7 @@ def compare_report(
 
     total = {name: "ALL" if i == 0 else "" for i, name in enumerate(by)}
     total.update(_pair(a, b, _sum_all(sums[a].values()), _sum_all(sums[b].values())))
-    notes += _row_notes("all models", total)
+    notes += _row_notes("all models" if by == ["model"] else "all", total)
     notes += _unassigned_notes(by, a, b, sums)
     notes += unpriced_notes(unpriced, no_prices=prices.empty)
     return Report(rows, total, notes, unpriced)

@@ -169,13 +169,7 @@ def aggregate(
     measures = [m for m in MEASURES if m in set(measures) | set(PRICING_MEASURES)]
     periods = _periods(conn, prices, since, until)
     wanted = set(by) | set(where)
-    keys = [u.c.gpu_uuid]
-    if wanted & ENDPOINT_DIMENSIONS or split_weight is not None:
-        keys.append(u.c.endpoint_id)
-    if "model" in wanted:
-        keys.append(u.c.model)
-    if "device" in wanted:
-        keys.append(u.c.device_uuid)
+    keys = _stage_one_keys(wanted, split=split_weight is not None)
     x = _stage_one(periods, since, until, keys, measures, bucket=bucket, split_weight=split_weight)
     g, ep = s.gpus.alias("g"), s.endpoints.alias("ep")
     rate, power = _rate_tables(periods)
@@ -187,24 +181,7 @@ def aggregate(
     gpu_rate = func.coalesce(rate.c.usd_per_gpu_hour, 0.0)
     kwh_rate = func.coalesce(power.c.usd_per_gpu_kwh, 0.0)
     columns = [func.coalesce(func.sum(x.c[m]), 0.0).label(m) for m in measures]
-    columns += [
-        func.coalesce(func.sum(x.c.gpu_seconds * gpu_rate), 0.0).label("time_usd"),
-        func.coalesce(func.sum(x.c.serving_seconds * gpu_rate), 0.0).label("serving_time_usd"),
-        func.coalesce(func.sum(x.c.energy_j * kwh_rate), 0.0).label("energy_usd"),
-        func.coalesce(func.sum(x.c.serving_energy_j * kwh_rate), 0.0).label("serving_energy_usd"),
-        func.coalesce(
-            func.sum(
-                case(
-                    (
-                        x.c.gpu_uuid.is_not(None),
-                        x.c.gpu_seconds * (1.0 - func.coalesce(rate.c.priced_fraction, 0.0)),
-                    ),
-                    else_=0.0,
-                )
-            ),
-            0.0,
-        ).label("unpriced_seconds"),
-    ]
+    columns += _priced_columns(x, rate, gpu_rate, kwh_rate)
     if split_weight is not None:
         columns += _split_columns(x, ep, gpu_rate, kwh_rate)
 
@@ -260,6 +237,32 @@ def unpriced_gpus(conn: Connection, prices: PriceBook, since: int, until: int) -
         .order_by(g.c.node, g.c.uuid)
     )
     return [dict(row) for row in conn.execute(query).mappings() if row["seconds"] > 1e-9]
+
+
+def _stage_one_keys(wanted: set[str], *, split: bool) -> list:
+    """The columns the first stage must keep apart for the dimensions ``wanted``."""
+    keys = [u.c.gpu_uuid]  # pricing needs the GPU's SKU and site
+    if wanted & ENDPOINT_DIMENSIONS or split:
+        keys.append(u.c.endpoint_id)
+    if "model" in wanted:
+        keys.append(u.c.model)
+    if "device" in wanted:
+        keys.append(u.c.device_uuid)
+    return keys
+
+
+def _priced_columns(x, rate, gpu_rate, kwh_rate) -> list:
+    """Stage-2 sums in USD x 3600 (time) and USD x 3.6e6 (energy), and unpriced GPU-seconds."""
+    unpriced = x.c.gpu_seconds * (1.0 - func.coalesce(rate.c.priced_fraction, 0.0))
+    return [
+        func.coalesce(func.sum(x.c.gpu_seconds * gpu_rate), 0.0).label("time_usd"),
+        func.coalesce(func.sum(x.c.serving_seconds * gpu_rate), 0.0).label("serving_time_usd"),
+        func.coalesce(func.sum(x.c.energy_j * kwh_rate), 0.0).label("energy_usd"),
+        func.coalesce(func.sum(x.c.serving_energy_j * kwh_rate), 0.0).label("serving_energy_usd"),
+        func.coalesce(func.sum(case((x.c.gpu_uuid.is_not(None), unpriced), else_=0.0)), 0.0).label(
+            "unpriced_seconds"
+        ),
+    ]
 
 
 def _periods(conn: Connection, prices: PriceBook, since: int, until: int) -> PricePeriods:
