@@ -36,6 +36,8 @@ from sqlalchemy import (
     union_all,
 )
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql import ColumnElement, visitors
+from sqlalchemy.schema import Column
 
 from wattledger import contract as c
 from wattledger.cli.reports.price_periods import PricePeriods, price_periods
@@ -105,7 +107,11 @@ ENDPOINT_DIMENSIONS = frozenset(
 # and price period) and, with the default 4 MB, sorts them on disk instead of hashing them.
 POSTGRES_WORK_MEM = "64MB"
 
+# The tables an ``extra_keys`` expression may refer to: usage rows, and the GPU and endpoint
+# rows they are joined with.
 u = s.usage_hourly
+g = s.gpus.alias("g")
+ep = s.endpoints.alias("ep")
 ROLES_DISAGGREGATED = literal_column(f"'{c.ROLE_PREFILL}'"), literal_column(f"'{c.ROLE_DECODE}'")
 
 
@@ -147,6 +153,7 @@ def aggregate(
     where: Mapping[str, str] | None = None,
     split_weight: float | None = None,
     measures: Sequence[str] = MEASURES,
+    extra_keys: Mapping[str, ColumnElement] | None = None,
 ) -> list[Group]:
     """Sum usage in ``[since, until)`` by the dimensions ``by``.
 
@@ -154,7 +161,9 @@ def aggregate(
     ``where`` keeps only rows whose dimension has the given value. ``split_weight`` (the cost of
     an output token in input tokens, for endpoints without phase time) adds the prefill share of
     serving time, energy and cost (``SPLIT_MEASURES``). ``measures`` names the sums wanted
-    besides those pricing needs (fewer sums, a faster query).
+    besides those pricing needs (fewer sums, a faster query). ``extra_keys`` (label -> SQL
+    expression over ``u``, ``g`` and ``ep`` of this module) are added to the key after the
+    bucket, as strings; inline their constants (``literal_column``), as GROUP BY repeats them.
     """
     check_dimensions(by)
     if bucket is not None and bucket not in BUCKETS:
@@ -169,14 +178,26 @@ def aggregate(
     measures = [m for m in MEASURES if m in set(measures) | set(PRICING_MEASURES)]
     periods = _periods(conn, prices, since, until)
     wanted = set(by) | set(where)
-    keys = _stage_one_keys(wanted, split=split_weight is not None)
-    x = _stage_one(periods, since, until, keys, measures, bucket=bucket, split_weight=split_weight)
-    g, ep = s.gpus.alias("g"), s.endpoints.alias("ep")
+    extra = _ExtraKeys(dict(extra_keys or {}))
+    keys = _stage_one_keys(wanted, split=split_weight is not None, extra=extra)
+    x = _stage_one(
+        periods,
+        since,
+        until,
+        keys,
+        measures,
+        bucket=bucket,
+        split_weight=split_weight,
+        computed=extra.on_usage,
+    )
     rate, power = _rate_tables(periods)
     dims = {name: _dimension(name, x, g, ep) for name in wanted}
 
     key_exprs = [dims[name] for name in by] + ([x.c.bucket] if bucket else [])
-    key_names = list(by) + (["bucket"] if bucket else [])
+    key_exprs += [extra.over(name, x) for name in extra.names]
+    key_names = (
+        list(by) + (["bucket"] if bucket else []) + [f"extra_{name}" for name in extra.names]
+    )
 
     gpu_rate = func.coalesce(rate.c.usd_per_gpu_hour, 0.0)
     kwh_rate = func.coalesce(power.c.usd_per_gpu_kwh, 0.0)
@@ -206,6 +227,7 @@ def aggregate(
     groups = []
     for row in conn.execute(query).mappings():
         key = tuple(str(row[name]) for name in by) + ((int(row["bucket"]),) if bucket else ())
+        key += tuple(str(row[f"extra_{name}"]) for name in extra.names)
         sums = {m: float(row[m]) for m in measures}
         sums["time_usd"] = float(row["time_usd"]) / 3600.0
         sums["serving_time_usd"] = float(row["serving_time_usd"]) / 3600.0
@@ -225,7 +247,6 @@ def unpriced_gpus(conn: Connection, prices: PriceBook, since: int, until: int) -
     """
     periods = _periods(conn, prices, since, until)
     x = _stage_one(periods, since, until, [u.c.gpu_uuid], ["gpu_seconds"])
-    g = s.gpus.alias("g")
     rate, _power = _rate_tables(periods)
     missing = x.c.gpu_seconds * (1.0 - func.coalesce(rate.c.priced_fraction, 0.0))
     query = (
@@ -239,16 +260,54 @@ def unpriced_gpus(conn: Connection, prices: PriceBook, since: int, until: int) -
     return [dict(row) for row in conn.execute(query).mappings() if row["seconds"] > 1e-9]
 
 
-def _stage_one_keys(wanted: set[str], *, split: bool) -> list:
+def _stage_one_keys(wanted: set[str], *, split: bool, extra: _ExtraKeys) -> list:
     """The columns the first stage must keep apart for the dimensions ``wanted``."""
-    keys = [u.c.gpu_uuid]  # pricing needs the GPU's SKU and site
-    if wanted & ENDPOINT_DIMENSIONS or split:
-        keys.append(u.c.endpoint_id)
+    names = ["gpu_uuid"]  # pricing needs the GPU's SKU and site
+    if wanted & ENDPOINT_DIMENSIONS or split or extra.needs_endpoint:
+        names.append("endpoint_id")
     if "model" in wanted:
-        keys.append(u.c.model)
+        names.append("model")
     if "device" in wanted:
-        keys.append(u.c.device_uuid)
-    return keys
+        names.append("device_uuid")
+    names += [name for name in extra.carried if name not in names]
+    return [u.c[name] for name in names]
+
+
+class _ExtraKeys:
+    """Caller-given key expressions, placed where the two stages can compute them.
+
+    One over usage columns only is computed in the first stage. One that also needs a GPU or
+    endpoint column is computed in the second, the usage columns it reads carried through the
+    first stage as keys (which keeps more rows apart there, so it costs some speed).
+    """
+
+    def __init__(self, exprs: dict[str, ColumnElement]) -> None:
+        self.names = list(exprs)
+        self.on_usage: dict[str, ColumnElement] = {}
+        self.mixed: dict[str, ColumnElement] = {}
+        self.carried: list[str] = []
+        self.needs_endpoint = False
+        for name, expr in exprs.items():
+            columns = [el for el in visitors.iterate(expr) if isinstance(el, Column)]
+            usage = [col.name for col in columns if col.table is u]
+            self.needs_endpoint |= any(col.table is ep for col in columns)
+            if usage and len(usage) == len(columns):
+                self.on_usage[f"extra_{name}"] = expr
+            else:
+                self.mixed[name] = expr
+                self.carried += [col for col in usage if col not in self.carried]
+
+    def over(self, name: str, x) -> ColumnElement:
+        """The expression ``name`` in the second stage, reading the first stage ``x``."""
+        if name not in self.mixed:
+            return x.c[f"extra_{name}"]
+
+        def swap(element):
+            if isinstance(element, Column) and element.table is u:
+                return x.c[element.name]
+            return None
+
+        return visitors.replacement_traverse(self.mixed[name], {}, swap)
 
 
 def _priced_columns(x, rate, gpu_rate, kwh_rate) -> list:
@@ -280,12 +339,19 @@ def _stage_one(
     *,
     bucket: str | None = None,
     split_weight: float | None = None,
+    computed: Mapping[str, ColumnElement] | None = None,
 ):
-    """Usage summed per price period and ``keys`` (GPU; endpoint, model, device as needed)."""
+    """Usage summed per price period and ``keys`` (GPU; endpoint, model, device as needed).
+
+    ``computed`` (label -> expression over usage columns) adds keys computed per usage row.
+    """
     period = _period_expr(periods.inner_bounds)
     extra_keys = [period.label("period")]
     # A constant is left out of GROUP BY, where a bare number would mean a column position.
     group = [*keys, period] if periods.inner_bounds else list(keys)
+    for label, expr in (computed or {}).items():
+        extra_keys.append(expr.label(label))
+        group.append(expr)
     if bucket is not None:
         start, constant = _bucket_expr(bucket, since, until)
         extra_keys.append(start.label("bucket"))
