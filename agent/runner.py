@@ -130,7 +130,10 @@ class Agent:
 
     def export(self, now_ns: int) -> bool | None:
         """Save baselines, then send everything read so far. Returns the sink's verdict."""
-        self.ledger.save()
+        try:
+            self.ledger.save()
+        except OSError as exc:  # a full disk must not stop the agent; memory keeps the state
+            logger.warning("cannot save the agent state (%s); it is kept in memory meanwhile", exc)
         self.telemetry.publish(self.snapshot(now_ns))
         try:
             ok = self.telemetry.collect()

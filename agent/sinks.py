@@ -7,19 +7,30 @@ collector runs exactly the code a fleet does.
 
 from __future__ import annotations
 
+import gzip
 import logging
 from typing import Protocol
 
+import requests
+from google.protobuf.message import DecodeError
 from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceResponse,
+)
 from opentelemetry.sdk.metrics.export import MetricExportResult, MetricsData
 from sqlalchemy import Engine
 
+from wattledger import __version__
+from wattledger.agent.spool import Delivery, Spool
 from wattledger.collector.ingest import Ingestor
-from wattledger.collector.otlp import points_from_request
+from wattledger.collector.otlp import CONTENT_PROTOBUF, points_from_request
 
 logger = logging.getLogger(__name__)
+
+# Worth another try later: timeouts, rate limits, and the collector's own failures (5xx).
+RETRYABLE_STATUS = frozenset({408, 425, 429})
 
 
 class Sink(Protocol):
@@ -52,10 +63,14 @@ class DatabaseSink:
 
 
 class OtlpSink:
-    """Sends batches to a collector with the OpenTelemetry SDK's OTLP/HTTP exporter.
+    """Sends batches to a collector over OTLP/HTTP: protobuf, gzip, a bearer token.
 
-    ``spool`` (optional) keeps batches the collector did not take and replays them, oldest first,
-    before anything new is sent, so the collector sees every series in time order.
+    Live batches go through the OpenTelemetry SDK's own ``OTLPMetricExporter``. ``spool``
+    (optional) keeps the batches the collector did not take, as the SDK's protobuf encoding, and
+    replays them oldest first before anything new is sent, so the collector sees every series in
+    time order. Replays are plain POSTs of the stored bytes (the SDK exporter takes only SDK
+    objects), and their answers say whether a batch is worth keeping: a batch the collector
+    refuses for good (a 4xx other than auth and rate limits) is dropped and counted.
     """
 
     def __init__(
@@ -64,33 +79,90 @@ class OtlpSink:
         *,
         token: str | None = None,
         timeout_s: float = 10.0,
-        spool=None,
+        spool: Spool | None = None,
         certificate_file: str | None = None,
     ) -> None:
-        headers = {"Authorization": f"Bearer {token}"} if token else None
         self.url = url
         self.spool = spool
+        self.timeout_s = timeout_s
+        self._verify: str | bool = certificate_file or True
+        self._session = requests.Session()
+        self._session.headers.update(
+            {
+                "Content-Type": CONTENT_PROTOBUF,
+                "Content-Encoding": "gzip",
+                "User-Agent": f"wattledger-agent/{__version__}",
+            }
+        )
+        if token:
+            self._session.headers["Authorization"] = f"Bearer {token}"
         self._exporter = OTLPMetricExporter(
             endpoint=url,
-            headers=headers,
+            headers={"Authorization": f"Bearer {token}"} if token else None,
             timeout=timeout_s,
             compression=Compression.Gzip,
             certificate_file=certificate_file,
         )
 
     def __call__(self, metrics_data: MetricsData) -> bool:
-        if self.spool is not None and not self.spool.replay():
+        if self.spool is not None and not self.spool.replay(self.send):
             self.spool.put(encode_metrics(metrics_data).SerializeToString())
             return False
 
-        result = self._exporter.export(metrics_data)
-        if result is MetricExportResult.SUCCESS:
+        if self._exporter.export(metrics_data) is MetricExportResult.SUCCESS:
             return True
-
         logger.warning("collector at %s did not take the batch", self.url)
         if self.spool is not None:
             self.spool.put(encode_metrics(metrics_data).SerializeToString())
         return False
 
+    def send(self, body: bytes) -> Delivery:
+        """POST one serialized request; says whether to keep it for another try."""
+        try:
+            response = self._session.post(
+                self.url, data=gzip.compress(body, 6), timeout=self.timeout_s, verify=self._verify
+            )
+        except requests.RequestException as exc:
+            logger.warning("collector at %s unreachable: %s", self.url, _reason(exc))
+            return Delivery.RETRY
+
+        status = response.status_code
+        if 200 <= status < 300:
+            _log_partial_success(response)
+            return Delivery.DELIVERED
+        message = response.text.strip().splitlines()[0] if response.text.strip() else ""
+        if status in (401, 403):
+            logger.error("collector at %s refused the agent's token (%d): %s", self.url, status, message)
+            return Delivery.RETRY
+        if status in RETRYABLE_STATUS or status >= 500:
+            logger.warning("collector at %s busy or failing (%d): %s", self.url, status, message)
+            return Delivery.RETRY
+        logger.error("collector at %s refused a batch for good (%d): %s", self.url, status, message)
+        return Delivery.REFUSED
+
     def close(self) -> None:
         self._exporter.shutdown()
+        self._session.close()
+        if self.spool is not None:
+            self.spool.close()
+
+
+def _log_partial_success(response: requests.Response) -> None:
+    if not response.content or CONTENT_PROTOBUF not in response.headers.get("Content-Type", ""):
+        return
+    reply = ExportMetricsServiceResponse()
+    try:
+        reply.ParseFromString(response.content)
+    except DecodeError:
+        return
+    if reply.partial_success.rejected_data_points:
+        logger.warning(
+            "collector rejected %d points: %s",
+            reply.partial_success.rejected_data_points,
+            reply.partial_success.error_message,
+        )
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -9,8 +9,12 @@ from wattledger.cli.app import App, WattledgerGroup, setup_logging
 from wattledger.cli.commands.agent import agent_group
 from wattledger.cli.commands.collector import collector_group
 from wattledger.cli.commands.db import db_group
+from wattledger.cli.commands.demo import demo_command
+from wattledger.cli.commands.export import export_group
 from wattledger.cli.commands.price import price_group
 from wattledger.cli.commands.report import report_group
+from wattledger.cli.commands.schedule import schedule_group
+from wattledger.cli.commands.token import token_group
 
 
 @click.group(cls=WattledgerGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -43,6 +47,10 @@ cli.add_command(db_group)
 cli.add_command(price_group)
 cli.add_command(report_group)
 cli.add_command(collector_group)
+cli.add_command(demo_command)
+cli.add_command(export_group)
+cli.add_command(schedule_group)
+cli.add_command(token_group)
 
 
 def main() -> None:

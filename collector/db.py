@@ -106,3 +106,45 @@ def check_reachable(engine: Engine) -> None:
 
 def has_tables(engine: Engine) -> bool:
     return inspect(engine).has_table("series")
+
+
+# Statements about the database itself rather than its data. They live here, beside the other
+# driver settings, so no module above the store hands SQL to a database as text.
+
+def read_sqlite_application_id(path: Path) -> int | None:
+    """The ``application_id`` stamped in a SQLite file's header, or None if it is not SQLite."""
+    import contextlib
+    import sqlite3
+
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+            (application_id,) = conn.execute("PRAGMA application_id").fetchone()
+    except sqlite3.Error:
+        return None
+    return application_id
+
+
+def stamp_sqlite_application_id(engine: Engine, application_id: int) -> None:
+    """Write ``application_id`` into a SQLite file's header (marks what made the file)."""
+    if not isinstance(application_id, int) or not 0 <= application_id < 2**31:
+        raise ValueError(f"a SQLite application_id is a 32-bit integer, not {application_id!r}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"PRAGMA application_id = {application_id:d}")
+
+
+def fold_sqlite_wal(path: Path) -> None:
+    """Fold a closed SQLite file's write-ahead log into it, leaving one self-contained file."""
+    import contextlib
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute("PRAGMA journal_mode=DELETE")
+
+
+def scan_serially(conn) -> None:
+    """Keep PostgreSQL from splitting this transaction's scans across parallel workers.
+
+    Floating-point sums depend on their order; a serial scan sums in the same order each time.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SET LOCAL max_parallel_workers_per_gather = 0")

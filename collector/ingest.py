@@ -14,7 +14,13 @@ A counter point becomes a delta by comparison with the last point stored for its
 * otherwise the delta is the difference. A delta is never negative.
 
 Points that break the contract (no GPU id, NaN, a negative counter) are skipped and reported back
-as rejected; the rest of the batch is stored.
+as rejected; the rest of the batch is stored. A batch that would give a node more series than
+``max_series_per_node`` is refused whole (:class:`LimitExceeded`) and nothing of it is stored.
+
+Each collector remembers series ids, series identities and the dimension rows it wrote, so a
+steady stream of batches costs one locking read and a few bulk writes per batch, whatever its
+size. The series' state (last time and value) is never taken from memory: it is read under the
+row lock every time, which is what keeps several collectors on one database exactly-once.
 """
 
 from __future__ import annotations
@@ -25,13 +31,16 @@ import math
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, select, update
+from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy.exc import IntegrityError
 
 from wattledger import contract as c
 from wattledger.collector import schema as s
+from wattledger.collector.batchwrite import BatchWriter
+from wattledger.collector.dimensions import DimensionWriter
 from wattledger.collector.points import (
     COUNTER,
     DELTA,
@@ -42,14 +51,17 @@ from wattledger.collector.points import (
     SeriesIdentity,
     identify,
     node_of,
-    tags_of,
 )
-from wattledger.collector.rollup import hour_of, split_by_hour
-from wattledger.collector.sqlbulk import insert_ignore, upsert_add, upsert_replace
+from wattledger.collector.rollup import HOUR_NS, HOUR_S, NS_PER_S, split_by_hour
+from wattledger.collector.sqlbulk import insert_ignore, upsert_add
 
 logger = logging.getLogger(__name__)
 
-LOCK_CHUNK = 5_000
+MAX_REMEMBERED = 2_000_000
+
+
+class LimitExceeded(ValueError):
+    """A batch that would break a bound of the store; nothing of it is stored."""
 
 
 @dataclass
@@ -71,7 +83,7 @@ class IngestResult:
             self.rejections.append(reason)
 
 
-@dataclass
+@dataclass(slots=True)
 class _State:
     id: int
     start_ns: int | None
@@ -81,10 +93,20 @@ class _State:
 
 
 class Ingestor:
-    """Writes decoded points into the store; one instance serves many batches."""
+    """Writes decoded points into the store; one instance serves many batches (and threads).
 
-    def __init__(self, engine: Engine) -> None:
+    Limitation: each request is its own transaction (four round trips on PostgreSQL in the
+    steady state), so a fleet of small per-node requests is bound by round trips and commits,
+    far below a bulk insert (see benchmarks/bench_ingest.py). Committing concurrent requests
+    together is the next step.
+    """
+
+    def __init__(self, engine: Engine, *, max_series_per_node: int | None = None) -> None:
         self.engine = engine
+        self.max_series_per_node = max_series_per_node
+        self._identities: dict[tuple, SeriesIdentity] = {}
+        self._series_ids: dict[str, int] = {}
+        self._dimensions = DimensionWriter()
 
     def ingest(
         self,
@@ -93,30 +115,32 @@ class Ingestor:
         token_id: int | None = None,
         allowed_nodes: frozenset[str] | None = None,
     ) -> IngestResult:
-        result = IngestResult()
+        checked = IngestResult()
         accepted: list[tuple[Point, SeriesIdentity]] = []
 
         for point in points:
-            result.received += 1
+            checked.received += 1
             try:
                 _check_value(point)
-                identity = identify(point)
+                identity = self._identify(point)
             except InvalidPoint as exc:
-                result.reject(str(exc))
+                checked.reject(str(exc))
                 continue
             if allowed_nodes is not None and identity.node not in allowed_nodes:
-                result.reject(f"this token may not write for node {identity.node!r}")
+                checked.reject(f"this token may not write for node {identity.node!r}")
                 continue
             accepted.append((point, identity))
 
         if not accepted:
-            return result
+            return checked
 
-        with self.engine.begin() as conn:
-            endpoint_ids = _upsert_dimensions(conn, accepted)
-            states = _lock_series(conn, accepted, endpoint_ids, token_id)
-            writes = _apply(accepted, states, result)
-            _write(conn, writes, states)
+        try:
+            result = self._store(accepted, checked, token_id)
+        except IntegrityError:
+            # A remembered id may be gone (tables emptied, a series deleted): forget, try again.
+            logger.info("stored rows changed under this collector; re-reading ids")
+            self.forget()
+            result = self._store(accepted, checked, token_id)
 
         logger.debug(
             "stored %d deltas and %d gauge samples from %d points",
@@ -125,6 +149,123 @@ class Ingestor:
             result.received,
         )
         return result
+
+    def forget(self) -> None:
+        """Drop what this collector remembers about stored rows."""
+        self._series_ids.clear()
+        self._dimensions.forget()
+
+    def _identify(self, point: Point) -> SeriesIdentity:
+        attrs = point.attrs
+        resource = point.resource
+        key = (
+            point.metric,
+            resource.get(c.RES_NODE) or resource.get(c.RES_HOST_NAME),
+            attrs.get(c.ATTR_HW_ID),
+            attrs.get(c.ATTR_ENDPOINT),
+            attrs.get(c.ATTR_MODEL),
+            attrs.get(c.ATTR_TOKEN_TYPE),
+            attrs.get(c.ATTR_PHASE),
+        )
+        try:
+            known = self._identities.get(key)
+        except TypeError:  # an unhashable attribute value (a key-value list): no caching
+            return identify(point)
+        if known is None:
+            known = identify(point)
+            if len(self._identities) >= MAX_REMEMBERED:
+                self._identities.clear()
+            self._identities[key] = known
+        return known
+
+    def _store(
+        self,
+        accepted: Sequence[tuple[Point, SeriesIdentity]],
+        checked: IngestResult,
+        token_id: int | None,
+    ) -> IngestResult:
+        result = replace(checked, rejections=list(checked.rejections))
+        new_ids: dict[str, int] = {}
+        try:
+            with self.engine.begin() as conn:
+                writer = BatchWriter(conn)
+                endpoint_ids = self._dimensions.write(conn, accepted)
+                states = self._lock_series(writer, accepted, endpoint_ids, token_id, new_ids)
+                writes = _apply(accepted, states, result)
+                _write(conn, writer, writes, states)
+        except BaseException:
+            self._dimensions.rollback()
+            raise
+        self._dimensions.commit()
+        if len(self._series_ids) + len(new_ids) > MAX_REMEMBERED:
+            self._series_ids.clear()
+        self._series_ids.update(new_ids)
+        return result
+
+    def _lock_series(
+        self,
+        writer: BatchWriter,
+        accepted: Sequence[tuple[Point, SeriesIdentity]],
+        endpoint_ids: dict[tuple[str, str], int],
+        token_id: int | None,
+        new_ids: dict[str, int],
+    ) -> dict[str, _State]:
+        """Find or create the batch's series rows, then lock and read their state."""
+        first_points: dict[str, tuple[Point, SeriesIdentity]] = {}
+        for point, identity in accepted:
+            if identity.key_hash not in first_points:
+                first_points[identity.key_hash] = (point, identity)
+
+        ids = {k: self._series_ids[k] for k in first_points if k in self._series_ids}
+        unknown = [k for k in first_points if k not in ids]
+        if unknown:
+            found = writer.series_ids(unknown)
+            missing = [k for k in unknown if k not in found]
+            if missing:
+                self._check_series_limit(writer.conn, [first_points[k][1] for k in missing])
+                rows = [
+                    _series_row(*first_points[k], endpoint_ids, token_id) for k in sorted(missing)
+                ]
+                insert_ignore(writer.conn, s.series, rows, ("key_hash",))
+                found.update(writer.series_ids(missing))
+            ids.update(found)
+            new_ids.update(found)
+
+        by_id = {series_id: key for key, series_id in ids.items()}
+        return {
+            by_id[sid]: _State(sid, start_ns, last_ns, last_value)
+            for sid, start_ns, last_ns, last_value in writer.lock_series(list(by_id))
+        }
+
+    def _check_series_limit(self, conn: Connection, new: Sequence[SeriesIdentity]) -> None:
+        """Refuse the batch if it would give a node more series than allowed.
+
+        Limitation: two collectors creating the first series of one node at the same moment
+        can each pass the check, so the bound may be overshot by one batch's new series.
+        """
+        limit = self.max_series_per_node
+        if limit is None:
+            return
+        adding: dict[str, int] = defaultdict(int)
+        for identity in new:
+            adding[identity.node] += 1
+        nodes = sorted(adding)
+        stored: dict[str, int] = {}
+        for start in range(0, len(nodes), 500):
+            chunk = nodes[start : start + 500]
+            query = (
+                select(s.series.c.node, func.count())
+                .where(s.series.c.node.in_(chunk))
+                .group_by(s.series.c.node)
+            )
+            stored.update({node: count for node, count in conn.execute(query)})
+        for node in nodes:
+            total = stored.get(node, 0) + adding[node]
+            if total > limit:
+                raise LimitExceeded(
+                    f"node {node!r} would have {total} series; the limit is {limit} per node "
+                    "(collector option --max-series-per-node)"
+                )
 
 
 def _check_value(point: Point) -> None:
@@ -138,11 +279,13 @@ def _check_value(point: Point) -> None:
 
 @dataclass
 class _Writes:
-    deltas: list[dict[str, Any]] = field(default_factory=list)
-    gauges: list[dict[str, Any]] = field(default_factory=list)
+    deltas: list[tuple[int, int, int, float]] = field(default_factory=list)
+    gauges: list[tuple[int, int, float]] = field(default_factory=list)
     rollups: dict[tuple[int, int], list[float]] = field(default_factory=dict)
 
-    def add_rollup(self, series_id: int, hour: int, value: float, seconds: float, active: float, samples: int) -> None:
+    def add_rollup(
+        self, series_id: int, hour: int, value: float, seconds: float, active: float, samples: int
+    ) -> None:
         acc = self.rollups.get((series_id, hour))
         if acc is None:
             self.rollups[(series_id, hour)] = [value, seconds, active, samples]
@@ -166,7 +309,8 @@ def _apply(
 
     for key_hash, points in by_series.items():
         state = states[key_hash]
-        points.sort(key=lambda p: p.t_ns)
+        if len(points) > 1:
+            points.sort(key=lambda p: p.t_ns)
         for point in points:
             if state.last_ns is not None and point.t_ns <= state.last_ns:
                 result.repeats += 1
@@ -182,8 +326,8 @@ def _apply(
 
 
 def _gauge(point: Point, state: _State, writes: _Writes, result: IngestResult) -> None:
-    writes.gauges.append({"series_id": state.id, "t_ns": point.t_ns, "value": point.value})
-    writes.add_rollup(state.id, hour_of(point.t_ns), point.value, 0.0, 0.0, 1)
+    writes.gauges.append((state.id, point.t_ns, point.value))
+    writes.add_rollup(state.id, (point.t_ns // HOUR_NS) * HOUR_S, point.value, 0.0, 0.0, 1)
     state.last_ns = point.t_ns
     state.last_value = point.value
     result.stored_gauges += 1
@@ -222,213 +366,56 @@ def _cumulative_point(point: Point, state: _State, writes: _Writes, result: Inge
 def _record_delta(
     state: _State, start_ns: int, end_ns: int, value: float, writes: _Writes, result: IngestResult
 ) -> None:
-    writes.deltas.append(
-        {"series_id": state.id, "end_ns": end_ns, "start_ns": start_ns, "value": value}
-    )
+    writes.deltas.append((state.id, end_ns, start_ns, value))
+    result.stored_deltas += 1
+    if start_ns < end_ns and start_ns // HOUR_NS == (end_ns - 1) // HOUR_NS:
+        # The common case, an interval inside one hour, computed as the general split does.
+        length = end_ns - start_ns
+        seconds = length / NS_PER_S
+        hour = (start_ns // HOUR_NS) * HOUR_S
+        writes.add_rollup(state.id, hour, value * length / length, seconds,
+                          seconds if value > 0 else 0.0, 0)
+        return
     for hour, share, seconds in split_by_hour(start_ns, end_ns, value):
         writes.add_rollup(state.id, hour, share, seconds, seconds if value > 0 else 0.0, 0)
-    result.stored_deltas += 1
 
 
-def _write(conn, writes: _Writes, states: dict[str, _State]) -> None:
-    insert_ignore(conn, s.deltas, writes.deltas, ("series_id", "end_ns"))
-    insert_ignore(conn, s.gauge_samples, writes.gauges, ("series_id", "t_ns"))
-    rollups = [
-        {"series_id": sid, "hour": hour, "value": v, "seconds": sec, "active_seconds": act, "samples": n}
-        for (sid, hour), (v, sec, act, n) in writes.rollups.items()
-    ]
-    upsert_add(conn, s.rollup_hourly, rollups, ("series_id", "hour"), ("value", "seconds", "active_seconds", "samples"))
+def _write(conn: Connection, writer: BatchWriter, writes: _Writes, states: dict[str, _State]) -> None:
+    writer.deltas(writes.deltas)
+    writer.gauges(writes.gauges)
+    writer.rollups(
+        [(sid, hour, v, sec, act, n) for (sid, hour), (v, sec, act, n) in writes.rollups.items()]
+    )
     hours = sorted({hour for _sid, hour in writes.rollups})
-    upsert_add(conn, s.dirty_hours, [{"hour": hour, "version": 1} for hour in hours], ("hour",), ("version",))
-
-    changed = [
-        {"b_id": st.id, "b_start": st.start_ns, "b_last": st.last_ns, "b_value": st.last_value}
-        for st in states.values()
-        if st.dirty
-    ]
-    if changed:
-        stmt = (
-            update(s.series)
-            .where(s.series.c.id == bindparam("b_id"))
-            .values(start_ns=bindparam("b_start"), last_ns=bindparam("b_last"), last_value=bindparam("b_value"))
-        )
-        conn.execute(stmt, changed)
-
-
-def _upsert_dimensions(conn, accepted: Sequence[tuple[Point, SeriesIdentity]]) -> dict[tuple[str, str], int]:
-    """Record GPUs, endpoints and endpoint-to-GPU links seen in the batch; return endpoint ids."""
-    gpus: dict[str, dict[str, Any]] = {}
-    endpoints: dict[tuple[str, str], dict[str, Any]] = {}
-    links: dict[tuple[tuple[str, str], str], dict[str, Any]] = {}
-
-    for point, identity in accepted:
-        resource = point.resource
-        if identity.gpu_uuid is not None:
-            row = gpus.get(identity.gpu_uuid)
-            if row is None:
-                row = _gpu_row(identity, point)
-                gpus[identity.gpu_uuid] = row
-            else:
-                _merge_gpu(row, point)
-            continue
-
-        key = (identity.node, identity.endpoint)
-        row = endpoints.get(key)
-        if row is None:
-            endpoints[key] = row = _endpoint_row(identity, point)
-        else:
-            row["first_seen_ns"] = min(row["first_seen_ns"], point.t_ns)
-            row["last_seen_ns"] = max(row["last_seen_ns"], point.t_ns)
-        for gpu_uuid in _gpu_ids(point.attrs.get(c.ATTR_GPU_IDS)):
-            link = links.get((key, gpu_uuid))
-            if link is None:
-                links[(key, gpu_uuid)] = {"first_seen_ns": point.t_ns, "last_seen_ns": point.t_ns}
-            else:
-                link["first_seen_ns"] = min(link["first_seen_ns"], point.t_ns)
-                link["last_seen_ns"] = max(link["last_seen_ns"], point.t_ns)
-
-    upsert_replace(
-        conn,
-        s.gpus,
-        [gpus[key] for key in sorted(gpus)],
-        ("uuid",),
-        ("node", "cluster", "site", "name", "sku", "architecture", "parent_uuid", "mig_profile", "tags", "last_seen_ns"),
-        keep_min=("first_seen_ns",),
+    upsert_add(
+        conn, s.dirty_hours, [{"hour": hour, "version": 1} for hour in hours], ("hour",), ("version",)
     )
-    upsert_replace(
-        conn,
-        s.endpoints,
-        [endpoints[key] for key in sorted(endpoints)],
-        ("node", "name"),
-        ("engine", "engine_version", "role", "cluster", "site", "tags", "last_seen_ns"),
-        keep_min=("first_seen_ns",),
+    writer.series_states(
+        [(st.id, st.start_ns, st.last_ns, st.last_value) for st in states.values() if st.dirty]
     )
 
-    endpoint_ids: dict[tuple[str, str], int] = {}
-    if endpoints:
-        nodes = {node for node, _ in endpoints}
-        rows = conn.execute(
-            select(s.endpoints.c.id, s.endpoints.c.node, s.endpoints.c.name).where(s.endpoints.c.node.in_(nodes))
-        )
-        endpoint_ids = {(node, name): eid for eid, node, name in rows if (node, name) in endpoints}
 
-    link_rows = sorted(
-        (
-            {"endpoint_id": endpoint_ids[key], "gpu_uuid": gpu_uuid, **times}
-            for (key, gpu_uuid), times in links.items()
-        ),
-        key=lambda row: (row["endpoint_id"], row["gpu_uuid"]),
-    )
-    upsert_replace(
-        conn, s.endpoint_gpus, link_rows, ("endpoint_id", "gpu_uuid"), ("last_seen_ns",), keep_min=("first_seen_ns",)
-    )
-    return endpoint_ids
-
-
-def _gpu_row(identity: SeriesIdentity, point: Point) -> dict[str, Any]:
-    attrs, resource = point.attrs, point.resource
-    return {
-        "uuid": identity.gpu_uuid,
-        "node": identity.node,
-        "cluster": _opt(resource.get(c.RES_CLUSTER)),
-        "site": _opt(resource.get(c.RES_SITE)),
-        "name": _opt(attrs.get(c.ATTR_HW_NAME)),
-        "sku": _opt(attrs.get(c.ATTR_SKU)),
-        "architecture": _opt(attrs.get(c.ATTR_ARCHITECTURE)),
-        "parent_uuid": _opt(attrs.get(c.ATTR_HW_PARENT)),
-        "mig_profile": _opt(attrs.get(c.ATTR_MIG_PROFILE)),
-        "tags": json.dumps(tags_of(resource), sort_keys=True),
-        "first_seen_ns": point.t_ns,
-        "last_seen_ns": point.t_ns,
-    }
-
-
-def _merge_gpu(row: dict[str, Any], point: Point) -> None:
-    """Fill descriptive fields a later point of the same GPU carries (gauges may carry fewer)."""
-    for column, attr in (
-        ("name", c.ATTR_HW_NAME),
-        ("sku", c.ATTR_SKU),
-        ("architecture", c.ATTR_ARCHITECTURE),
-        ("parent_uuid", c.ATTR_HW_PARENT),
-        ("mig_profile", c.ATTR_MIG_PROFILE),
-    ):
-        if row[column] is None and point.attrs.get(attr):
-            row[column] = str(point.attrs[attr])
-    row["first_seen_ns"] = min(row["first_seen_ns"], point.t_ns)
-    row["last_seen_ns"] = max(row["last_seen_ns"], point.t_ns)
-
-
-def _endpoint_row(identity: SeriesIdentity, point: Point) -> dict[str, Any]:
-    attrs, resource = point.attrs, point.resource
-    role = str(attrs.get(c.ATTR_ROLE) or c.ROLE_AGGREGATED)
-    if role not in c.ROLES:
-        role = c.ROLE_AGGREGATED
-    return {
-        "node": identity.node,
-        "name": identity.endpoint,
-        "engine": _opt(attrs.get(c.ATTR_ENGINE)),
-        "engine_version": _opt(attrs.get(c.ATTR_ENGINE_VERSION)),
-        "role": role,
-        "cluster": _opt(resource.get(c.RES_CLUSTER)),
-        "site": _opt(resource.get(c.RES_SITE)),
-        "tags": json.dumps(tags_of(resource), sort_keys=True),
-        "first_seen_ns": point.t_ns,
-        "last_seen_ns": point.t_ns,
-    }
-
-
-def _lock_series(
-    conn,
-    accepted: Sequence[tuple[Point, SeriesIdentity]],
+def _series_row(
+    point: Point,
+    identity: SeriesIdentity,
     endpoint_ids: dict[tuple[str, str], int],
     token_id: int | None,
-) -> dict[str, _State]:
-    """Create missing series rows, then lock and read the state of every series in the batch."""
-    new_rows: dict[str, dict[str, Any]] = {}
-    now = time.time_ns()
-    for point, identity in accepted:
-        if identity.key_hash in new_rows:
-            continue
-        endpoint_id = None
-        if identity.endpoint is not None:
-            endpoint_id = endpoint_ids[(identity.node, identity.endpoint)]
-        new_rows[identity.key_hash] = {
-            "key_hash": identity.key_hash,
-            "metric": identity.metric,
-            "node": identity.node,
-            "gpu_uuid": identity.gpu_uuid,
-            "endpoint_id": endpoint_id,
-            "model": identity.model,
-            "label": identity.label,
-            "attrs": json.dumps(_descriptive(point), sort_keys=True, default=str),
-            "token_id": token_id,
-            "created_ns": now,
-        }
-    insert_ignore(conn, s.series, [new_rows[k] for k in sorted(new_rows)], ("key_hash",))
-
-    # Lock in id order so that two collectors writing overlapping batches never deadlock.
-    ids: dict[int, str] = {}
-    keys = list(new_rows)
-    table = s.series
-    for start in range(0, len(keys), LOCK_CHUNK):
-        chunk = keys[start : start + LOCK_CHUNK]
-        rows = conn.execute(select(table.c.id, table.c.key_hash).where(table.c.key_hash.in_(chunk)))
-        ids.update({sid: key_hash for sid, key_hash in rows})
-
-    ordered = sorted(ids)
-    states: dict[str, _State] = {}
-    for start in range(0, len(ordered), LOCK_CHUNK):
-        chunk = ordered[start : start + LOCK_CHUNK]
-        stmt = (
-            select(table.c.id, table.c.start_ns, table.c.last_ns, table.c.last_value)
-            .where(table.c.id.in_(chunk))
-            .order_by(table.c.id)
-        )
-        if conn.dialect.name == "postgresql":
-            stmt = stmt.with_for_update()
-        for sid, start_ns, last_ns, last_value in conn.execute(stmt):
-            states[ids[sid]] = _State(sid, start_ns, last_ns, last_value)
-    return states
+) -> dict[str, Any]:
+    endpoint_id = None
+    if identity.endpoint is not None:
+        endpoint_id = endpoint_ids[(identity.node, identity.endpoint)]
+    return {
+        "key_hash": identity.key_hash,
+        "metric": identity.metric,
+        "node": identity.node,
+        "gpu_uuid": identity.gpu_uuid,
+        "endpoint_id": endpoint_id,
+        "model": identity.model,
+        "label": identity.label,
+        "attrs": json.dumps(_descriptive(point), sort_keys=True, default=str),
+        "token_id": token_id,
+        "created_ns": time.time_ns(),
+    }
 
 
 def _descriptive(point: Point) -> dict[str, Any]:
@@ -436,16 +423,4 @@ def _descriptive(point: Point) -> dict[str, Any]:
     return {k: v for k, v in point.attrs.items() if k in keep}
 
 
-def _gpu_ids(value: Any) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [part for part in value.split(",") if part]
-    return [str(v) for v in value if v]
-
-
-def _opt(value: Any) -> str | None:
-    return None if value is None or value == "" else str(value)
-
-
-__all__ = ["Ingestor", "IngestResult", "GPU_METRICS", "node_of"]
+__all__ = ["Ingestor", "IngestResult", "LimitExceeded", "GPU_METRICS", "node_of"]

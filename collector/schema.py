@@ -117,7 +117,7 @@ class Series(Base):
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     metric: Mapped[str] = mapped_column(String(128), index=True)
-    node: Mapped[str] = mapped_column(String(255))
+    node: Mapped[str] = mapped_column(String(255), index=True)
     gpu_uuid: Mapped[str | None] = mapped_column(String(96), index=True)
     endpoint_id: Mapped[int | None] = mapped_column(ForeignKey("endpoints.id"), index=True)
     model: Mapped[str | None] = mapped_column(String(255))
@@ -262,6 +262,7 @@ class ApiToken(Base):
     nodes: Mapped[str | None] = mapped_column(Text)
     created_ns: Mapped[int] = mapped_column(BigInteger)
     revoked_ns: Mapped[int | None] = mapped_column(BigInteger)
+    last_used_ns: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class ExportRun(Base):

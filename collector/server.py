@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import ssl
+import sys
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -20,24 +21,13 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from wattledger.collector import otlp
-from wattledger.collector.ingest import Ingestor
+from wattledger.collector.auth import Caller, Unauthorized
+from wattledger.collector.ingest import Ingestor, LimitExceeded
 from wattledger.errors import WattledgerError
 
 logger = logging.getLogger(__name__)
 
 METRICS_PATH = "/v1/metrics"
-
-
-@dataclass(frozen=True)
-class Caller:
-    """Who sent a request: the token's id and the nodes it may write for (None: any)."""
-
-    token_id: int | None
-    allowed_nodes: frozenset[str] | None
-
-
-class Unauthorized(Exception):
-    pass
 
 
 Authenticator = Callable[[str | None], Caller]
@@ -61,9 +51,17 @@ class CollectorServer(ThreadingHTTPServer):
         limits: otlp.Limits = otlp.Limits(),
         authenticate: Authenticator = open_access,
         readiness: Callable[[], str | None] | None = None,
+        tls: ssl.SSLContext | None = None,
+        max_series_per_node: int | None = None,
     ) -> None:
         super().__init__(address, _Handler)
-        self.ingestor = Ingestor(engine)
+        if tls is not None:
+            # The handshake runs on the request's own thread (first read), not in accept().
+            self.socket = tls.wrap_socket(
+                self.socket, server_side=True, do_handshake_on_connect=False
+            )
+        self.scheme = "https" if tls is not None else "http"
+        self.ingestor = Ingestor(engine, max_series_per_node=max_series_per_node)
         self.limits = limits
         self.authenticate = authenticate
         self.readiness = readiness
@@ -91,6 +89,10 @@ class CollectorServer(ThreadingHTTPServer):
                 pass
         self.server_close()
 
+    def handle_error(self, request, client_address) -> None:
+        """A connection that failed outside a request (a TLS handshake, a reset): one line."""
+        logger.info("connection from %s failed: %s", client_address[0], _one_line(sys.exc_info()[1]))
+
     def track(self, handler: _Handler, *, busy: bool | None) -> None:
         with self._connections_lock:
             if busy is None:
@@ -101,7 +103,7 @@ class CollectorServer(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"{self.scheme}://{host}:{port}"
 
     def count(self, **increments: int) -> None:
         with self._stats_lock:
@@ -162,6 +164,10 @@ class _Handler(BaseHTTPRequestHandler):
         except otlp.RequestError as exc:
             self.server.count(requests=1, errors=1)
             self._reply_text(HTTPStatus(exc.status), str(exc))
+            return
+        except LimitExceeded as exc:
+            self.server.count(requests=1, errors=1)
+            self._reply_text(HTTPStatus.BAD_REQUEST, str(exc))
             return
         except (SQLAlchemyError, WattledgerError) as exc:
             logger.warning("batch not stored: %s", _one_line(exc))
@@ -244,6 +250,6 @@ def _one_line(exc: BaseException) -> str:
 
 def serve_in_thread(server: CollectorServer) -> threading.Thread:
     """Run ``server`` on a background thread (tests, the demo, in-process use)."""
-    thread = threading.Thread(target=server.serve_forever, name="collector", daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="collector", daemon=True)
     thread.start()
     return thread

@@ -89,8 +89,10 @@ def parse_exposition(text: str, wanted: Callable[[str], bool] | None = None) -> 
     parsed = ParsedPayload()
     text = _unwrap_json_string(text, parsed)
 
-    if _ends_with_eof(text) and _parse_openmetrics(text, parsed, wanted):
-        return parsed
+    if _ends_with_eof(text):
+        text = _restore_escaped_names(text, parsed)
+        if _parse_openmetrics(text, parsed, wanted):
+            return parsed
 
     blocks = _split_blocks(text, parsed)
     # Limitation: lines of families no table reads, and the interior buckets thinned away, are
@@ -119,6 +121,44 @@ def _unwrap_json_string(text: str, parsed: ParsedPayload) -> str:
         "the page was served as a JSON-quoted string (llama.cpp #17384); decoded before parsing"
     )
     return decoded
+
+
+_OM_SUFFIXES = ("", "_total", "_created", "_bucket", "_count", "_sum", "_info", "_gcount", "_gsum")
+
+
+def _restore_escaped_names(text: str, parsed: ParsedPayload) -> str:
+    """Give samples back the ``:`` their family's header has.
+
+    ``prometheus_client`` 0.26 answers an OpenMetrics request for ``vllm:prompt_tokens`` with the
+    header name intact but the samples escaped to ``vllm_prompt_tokens_total``; the strict parser
+    then rejects every such sample, and a whole vLLM, SGLang or llama.cpp page reads as empty.
+    """
+    escaped: dict[str, str] = {}
+    for match in re.finditer(r"^# TYPE (\S+) ", text, flags=re.MULTILINE):
+        name = match.group(1)
+        if ":" in name:
+            escaped[name.replace(":", "_")] = name
+    if not escaped:
+        return text
+
+    restored = 0
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        match = SAMPLE_NAME.match(line) if line and not line.startswith("#") else None
+        if match is None:
+            continue
+        sample = match.group(0)
+        for suffix in _OM_SUFFIXES:
+            base = sample[: len(sample) - len(suffix)] if suffix else sample
+            if (not suffix or sample.endswith(suffix)) and base in escaped:
+                lines[i] = escaped[base] + suffix + line[len(sample) :]
+                restored += 1
+                break
+    if restored:
+        parsed.notes.append(
+            f"{restored} OpenMetrics sample names had ':' escaped to '_' (prometheus_client 0.26); restored"
+        )
+    return "\n".join(lines)
 
 
 def _ends_with_eof(text: str) -> bool:

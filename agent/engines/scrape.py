@@ -31,7 +31,11 @@ from wattledger.errors import ConfigError
 logger = logging.getLogger(__name__)
 
 # Prometheus text first: every engine capture seen speaks it; OpenMetrics is read as well.
-ACCEPT = "text/plain;version=0.0.4;q=0.9,application/openmetrics-text;version=1.0.0;q=0.5,*/*;q=0.1"
+# Only the classic text format is asked for: prometheus_client (which vLLM, SGLang and
+# trtllm-serve serve through) picks OpenMetrics whenever it is listed at all, q-values aside, and
+# its 0.26 OpenMetrics output escapes ':' in sample names but not in headers. OpenMetrics pages
+# that arrive anyway are still read (see exposition.py).
+ACCEPT = "text/plain;version=0.0.4, */*;q=0.1"
 MAX_PAGE_BYTES = 32 * 1024 * 1024
 CHUNK_BYTES = 64 * 1024
 DEFAULT_TIMEOUT_S = 5.0

@@ -99,8 +99,16 @@ def _open_sink(app: App, settings: AgentConfig, db_url: str | None, collector_ur
         raise ConfigError("give --db or --collector, not both (check agent.db and agent.collector_url)")
     if collector_url:
         from wattledger.agent.sinks import OtlpSink
+        from wattledger.agent.spool import Spool
 
-        return OtlpSink(collector_url, token=_read_token(settings.token_file))
+        spool = None
+        if settings.spool_max_mb > 0:
+            spool_path = Path(settings.state_dir) / "spool.sqlite"
+            spool = Spool(spool_path, max_bytes=int(settings.spool_max_mb * 1024 * 1024))
+        # The SDK exporter retries within its timeout; half an export interval leaves the loop
+        # time to sample and to spool the batch for the next try.
+        timeout_s = min(10.0, settings.export_interval_s / 2)
+        return OtlpSink(collector_url, token=_read_token(settings.token_file), spool=spool, timeout_s=timeout_s)
     if db_url:
         from wattledger.agent.sinks import DatabaseSink
 
@@ -140,9 +148,43 @@ def _open_gpus(settings: AgentConfig, ledger: CounterLedger, fake_spec: str | No
     from wattledger.agent.gpu.monitor import GpuMonitor
     from wattledger.agent.gpu.nvml import open_nvml
 
-    lib = fake_from_spec(fake_spec) if fake_spec else None
-    nvml = open_nvml(lib, call_timeout_s=settings.nvml_timeout_s)
-    return GpuMonitor(nvml, ledger)
+    if not fake_spec:
+        return GpuMonitor(open_nvml(None, call_timeout_s=settings.nvml_timeout_s), ledger)
+
+    clock = _CycleClock()
+    lib = fake_from_spec(fake_spec, clock=clock)
+    monitor = GpuMonitor(open_nvml(lib, call_timeout_s=settings.nvml_timeout_s), ledger)
+    return _FakeTimedMonitor(monitor, clock)
+
+
+class _CycleClock:
+    """The simulated GPUs' clock: Unix seconds of the sampling cycle being read.
+
+    It reads 0 until the first cycle, so the simulated energy counters count from the Unix epoch:
+    every agent process on the node sees the same counter values at the same time, as it would
+    on real GPUs, and a test can compute the joules of any interval by hand.
+    """
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class _FakeTimedMonitor:
+    """A GPU monitor over simulated GPUs whose clock is set to each cycle's time."""
+
+    def __init__(self, monitor, clock: _CycleClock) -> None:
+        self._monitor = monitor
+        self._clock = clock
+
+    def poll(self, t_ns: int):
+        self._clock.t = t_ns / 1e9
+        return self._monitor.poll(t_ns)
+
+    def __getattr__(self, name: str):
+        return getattr(self._monitor, name)
 
 
 def _run_until_signalled(agent: Agent, settings: AgentConfig, n_endpoints: int, gpus: bool) -> None:

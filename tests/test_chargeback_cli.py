@@ -1,0 +1,135 @@
+"""``wattledger export chargeback`` end to end through click, with a config file."""
+
+import csv
+
+import pytest
+from click.testing import CliRunner
+from test_chargeback_fleet import build_fleet
+
+from wattledger.cli.main import cli
+from wattledger.collector.db import open_engine
+from wattledger.migrations import runner
+
+CONFIG = """
+[chargeback]
+default_centre = "platform"
+billing_account_id = "acme-gpu"
+
+[chargeback.centres]
+search = "Search"
+ads = "Ads"
+platform = "Platform"
+
+[[chargeback.rules]]
+centre = "search"
+tags = { team = "search" }
+
+[[chargeback.rules]]
+centre = "ads"
+model = "qwen*"
+"""
+
+
+@pytest.fixture
+def run(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    engine = open_engine(url)
+    runner.upgrade(engine)
+    build_fleet(engine)
+    engine.dispose()
+    config = tmp_path / "wattledger.toml"
+    config.write_text(CONFIG)
+    monkeypatch.setenv("WATTLEDGER_DB", url)
+    monkeypatch.setenv("WATTLEDGER_CONFIG", str(config))
+
+    def invoke(*args):
+        return CliRunner().invoke(cli, ["export", "chargeback", *args], catch_exceptions=False)
+
+    return invoke
+
+
+def test_export_a_month_as_parquet_and_csv(run, tmp_path):
+    parquet = run("--period", "2026-11", "--out", str(tmp_path / "nov.parquet"))
+    as_csv = run("--period", "2026-11", "--granularity", "hour", "--out", str(tmp_path / "nov.csv"))
+
+    assert parquet.exit_code == 0, parquet.output
+    assert parquet.stderr.startswith(
+        "wrote 3 rows (parquet, 24.60 USD, 2026-11-01T00:00:00Z to 2026-12-01T00:00:00Z) to "
+    )
+    assert as_csv.exit_code == 0, as_csv.output
+    with (tmp_path / "nov.csv").open(newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    assert len(rows) == 6
+    assert {row["BillingAccountId"] for row in rows} == {"acme-gpu"}
+    assert sorted({row["SubAccountName"] for row in rows}) == ["Ads", "Platform", "Search"]
+
+
+def test_a_month_still_open_is_refused_unless_asked_for(run, tmp_path):
+    refused = run("--period", "2026-12", "--out", str(tmp_path / "dec.csv"))
+    written_when_refused = (tmp_path / "dec.csv").exists()
+    allowed = run("--period", "2026-12", "--allow-open", "--out", str(tmp_path / "dec.csv"))
+
+    assert refused.exit_code == 2
+    assert refused.output.startswith(
+        "error: the period ending 2027-01-01T00:00:00Z is still open (now "
+    )
+    assert refused.output.count("\n") == 1
+    assert not written_when_refused
+    assert allowed.exit_code == 0, allowed.output
+    assert "24.60 USD" in allowed.stderr
+
+
+def test_since_and_until_give_the_window(run, tmp_path):
+    result = run(
+        "--since",
+        "2026-11-30T23:00",
+        "--until",
+        "2026-12-01T01:00",
+        "--format",
+        "csv",
+        "--out",
+        str(tmp_path / "two-hours"),
+    )
+
+    assert result.exit_code == 0, result.output
+    assert "(csv, 24.60 USD, 2026-11-30T23:00:00Z to 2026-12-01T01:00:00Z)" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--period", "2026-11", "--since", "2026-11-01"],
+            "error: give --period or --since/--until, not both\n",
+        ),
+        ([], "error: say which window to export: --period 2026-11, or both --since and --until\n"),
+        (
+            ["--period", "November"],
+            "error: cannot read 'November' as a period; use a month (2026-11), an ISO week "
+            "(2026-W45), "
+            "a day (2026-11-05) or an hour (2026-11-05T14)\n",
+        ),
+        (
+            ["--period", "2026-13"],
+            "error: '2026-13' is not a real date; check the month, day, week or hour\n",
+        ),
+    ],
+)
+def test_bad_windows_are_one_line_errors(run, tmp_path, args, message):
+    result = run(*args, "--out", str(tmp_path / "x.csv"))
+
+    assert result.exit_code == 2
+    assert result.output == message
+
+
+def test_bad_chargeback_config_is_one_line_error(run, tmp_path):
+    (tmp_path / "wattledger.toml").write_text(CONFIG.replace('centre = "ads"', 'centre = "adz"'))
+
+    result = run("--period", "2026-11", "--out", str(tmp_path / "x.csv"))
+
+    assert result.exit_code == 2
+    assert result.output == (
+        f"error: {tmp_path / 'wattledger.toml'}: chargeback.rules[1].centre names cost centre "
+        "'adz', "
+        "which is not in chargeback.centres (did you mean 'ads'?); declare it there\n"
+    )
