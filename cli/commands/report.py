@@ -176,7 +176,7 @@ def key_columns(by: list[str]) -> list[Column]:
 
 # --- report cost ------------------------------------------------------------------------------
 
-COST_TABLE = [
+COST_COLUMNS_LEAD = [
     Column("gpu_hours", "GPU-h", fixed(2)),
     Column("energy_kwh", "kWh", fixed(2)),
     Column("input_tokens", "Input tok", fixed(0)),
@@ -186,7 +186,7 @@ COST_TABLE = [
     Column("usd_per_mtok", "USD/Mtok", money_or_unpriced(4)),
     Column("j_per_token", "J/token", fixed(3)),
 ]
-COST_DATA = [
+COST_COLUMNS_DATA = [
     Column("cached_tokens", "Cached tok", fixed(0)),
     Column("requests", "Requests", fixed(0)),
     Column("serving_usd", "Serving USD", fixed(2)),
@@ -240,7 +240,7 @@ def cost_command(
     engine, since, until = prepare(app, db_url, fmt, since, until)
     report = cost_report(engine, since, until, by, idle=idle, where=where)
 
-    columns = key_columns(by) + COST_TABLE + (COST_DATA if fmt != "table" else [])
+    columns = key_columns(by) + COST_COLUMNS_LEAD + (COST_COLUMNS_DATA if fmt != "table" else [])
     show(report, columns, fmt, "Cost per million tokens (USD)", COST_PLACES, ("usd_per_mtok",))
     if plot:
         from wattledger.cli.reports.plots import bar_chart
@@ -530,7 +530,7 @@ TREND_TABLE = [
     Column("change", "Change", lambda v: "-" if v is None else f"{v:+.1%}"),
 ]
 TREND_DATA = (
-    [Column("period_start", "Period start")] + COST_TABLE + COST_DATA + [Column("change", "Change")]
+    [Column("period_start", "Period start")] + COST_COLUMNS_LEAD + COST_COLUMNS_DATA + [Column("change", "Change")]
 )
 TREND_PLACES = {"gpu_hours": 2, "input_tokens": 0, "output_tokens": 0, "cost_usd": 2, "idle_usd": 2}
 

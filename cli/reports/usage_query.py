@@ -28,21 +28,21 @@ from sqlalchemy import (
     and_,
     case,
     cast,
+    column,
     func,
     literal,
     literal_column,
     select,
-    text,
     union_all,
 )
 from sqlalchemy.engine import Connection
-from sqlalchemy.sql import ColumnElement, visitors
 from sqlalchemy.schema import Column
+from sqlalchemy.sql import ColumnElement, visitors
 
-from wattledger import contract as c
 from wattledger.cli.reports.price_periods import PricePeriods, price_periods
 from wattledger.cli.reports.prices import PriceBook
 from wattledger.collector import schema as s
+from wattledger.contract import ROLE_DECODE, ROLE_PREFILL
 from wattledger.errors import WattledgerError
 from wattledger.timeutil import DAY_S, month_bounds
 
@@ -112,7 +112,7 @@ POSTGRES_WORK_MEM = "64MB"
 u = s.usage_hourly
 g = s.gpus.alias("g")
 ep = s.endpoints.alias("ep")
-ROLES_DISAGGREGATED = literal_column(f"'{c.ROLE_PREFILL}'"), literal_column(f"'{c.ROLE_DECODE}'")
+ROLES_DISAGGREGATED = literal_column(f"'{ROLE_PREFILL}'"), literal_column(f"'{ROLE_DECODE}'")
 
 
 class ReportError(WattledgerError):
@@ -223,7 +223,8 @@ def aggregate(
     )
 
     if conn.dialect.name == "postgresql":
-        conn.execute(text(f"SET LOCAL work_mem = '{POSTGRES_WORK_MEM}'"))
+        # set_config(..., true) is SET LOCAL: it ends with this read's transaction.
+        conn.execute(select(func.set_config("work_mem", POSTGRES_WORK_MEM, True)))
     groups = []
     for row in conn.execute(query).mappings():
         key = tuple(str(row[name]) for name in by) + ((int(row["bucket"]),) if bucket else ())
@@ -345,18 +346,19 @@ def _stage_one(
 
     ``computed`` (label -> expression over usage columns) adds keys computed per usage row.
     """
+    # Computed keys are grouped by their output name: repeating an expression with bound values
+    # in GROUP BY is not the same expression to every database. A constant is left out of it.
     period = _period_expr(periods.inner_bounds)
     extra_keys = [period.label("period")]
-    # A constant is left out of GROUP BY, where a bare number would mean a column position.
-    group = [*keys, period] if periods.inner_bounds else list(keys)
+    group = [*keys, column("period")] if periods.inner_bounds else list(keys)
     for label, expr in (computed or {}).items():
         extra_keys.append(expr.label(label))
-        group.append(expr)
+        group.append(column(label))
     if bucket is not None:
         start, constant = _bucket_expr(bucket, since, until)
         extra_keys.append(start.label("bucket"))
         if not constant:
-            group.append(start)
+            group.append(column("bucket"))
 
     sums = [func.sum(u.c[m]).label(m) for m in measures]
     if split_weight is not None:
@@ -374,12 +376,12 @@ def _period_expr(inner_bounds: Sequence[int]):
     # Limitation: one WHEN per price change in the window; prices that change every hour (spot
     # prices) would make this CASE long and the first stage slower.
     if not inner_bounds:
-        return literal_column("0", Integer)
+        return literal(0, Integer)
     whens = [
-        (u.c.hour < literal_column(str(bound)), literal_column(str(i)))
+        (u.c.hour < literal(bound, BigInteger), literal(i, Integer))
         for i, bound in enumerate(inner_bounds)
     ]
-    return case(*whens, else_=literal_column(str(len(inner_bounds))))
+    return case(*whens, else_=literal(len(inner_bounds), Integer))
 
 
 def _bucket_expr(bucket: str, since: int, until: int):
@@ -387,18 +389,18 @@ def _bucket_expr(bucket: str, since: int, until: int):
     if bucket == "hour":
         return u.c.hour, False
     if bucket == "day":
-        return u.c.hour - u.c.hour % literal_column(str(DAY_S), BigInteger), False
+        return u.c.hour - u.c.hour % literal(DAY_S, BigInteger), False
     if bucket == "week":
-        offset = literal_column(str(MONDAY_OFFSET_S), BigInteger)
-        return u.c.hour - (u.c.hour - offset) % literal_column(str(WEEK_S), BigInteger), False
+        offset = literal(MONDAY_OFFSET_S, BigInteger)
+        return u.c.hour - (u.c.hour - offset) % literal(WEEK_S, BigInteger), False
     starts = _month_starts(since, until)
     if len(starts) == 1:
-        return literal_column(str(starts[0]), BigInteger), True
+        return literal(starts[0], BigInteger), True
     whens = [
-        (u.c.hour < literal_column(str(nxt)), literal_column(str(cur)))
+        (u.c.hour < literal(nxt, BigInteger), literal(cur, BigInteger))
         for cur, nxt in zip(starts, starts[1:], strict=False)
     ]
-    return case(*whens, else_=literal_column(str(starts[-1]))), False
+    return case(*whens, else_=literal(starts[-1], BigInteger)), False
 
 
 def _month_starts(since: int, until: int) -> list[int]:
