@@ -261,7 +261,7 @@ def bulk_insert(engine, rows: list[tuple]) -> None:
         else:
             # A large page cache keeps the hour index's pages in memory while it is filled.
             cursor.execute("PRAGMA cache_size=-1000000")
-            cursor.execute("BEGIN")  # the driver is in autocommit mode: one transaction, not millions
+            cursor.execute("BEGIN")  # the driver autocommits: one transaction, not millions
             cursor.executemany(
                 f"INSERT INTO rollup_hourly ({columns}) VALUES (?, ?, ?, ?, ?, ?)", rows
             )
@@ -291,6 +291,10 @@ BARE = {
     "GROUP BY g.architecture",
     "architecture,model": f"SELECT g.architecture, u.model, {{sums}} FROM usage_hourly u "
     f"{JOIN_GPUS} {WINDOW_SQL} GROUP BY g.architecture, u.model",
+    "endpoint,model": "SELECT e.name, u.model, {sums} FROM usage_hourly u "
+    f"LEFT JOIN endpoints e ON e.id = u.endpoint_id {WINDOW_SQL} GROUP BY e.name, u.model",
+    "day,model": "SELECT u.hour - u.hour % 86400 AS day, u.model, {sums} FROM usage_hourly u "
+    f"{WINDOW_SQL} GROUP BY u.hour - u.hour % 86400, u.model",
 }
 SUMS = ", ".join(
     f"SUM(u.{m})"
@@ -369,12 +373,12 @@ def bench_database(label: str, engine, gpus: int, days: int, runs: int) -> list[
         (
             "split --by endpoint,model",
             lambda: split_report(engine, since, until, ["endpoint", "model"]),
-            "model",
+            "endpoint,model",
         ),
         (
             "trend --every day --by model",
             lambda: trend_report(engine, since, until, ["model"]),
-            "model",
+            "day,model",
         ),
     ]
     results = []
