@@ -530,7 +530,10 @@ TREND_TABLE = [
     Column("change", "Change", lambda v: "-" if v is None else f"{v:+.1%}"),
 ]
 TREND_DATA = (
-    [Column("period_start", "Period start")] + COST_COLUMNS_LEAD + COST_COLUMNS_DATA + [Column("change", "Change")]
+    [Column("period_start", "Period start")]
+    + COST_COLUMNS_LEAD
+    + COST_COLUMNS_DATA
+    + [Column("change", "Change")]
 )
 TREND_PLACES = {"gpu_hours": 2, "input_tokens": 0, "output_tokens": 0, "cost_usd": 2, "idle_usd": 2}
 
