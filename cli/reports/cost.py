@@ -1,36 +1,58 @@
 """The cost report: GPU-hours, energy, tokens and dollars per group, with idle kept apart.
 
 Each row's cost is what its endpoints' GPUs cost while serving tokens; the rest of the GPUs' time
-is idle cost. Idle stays in its own column (``--idle none``), or the whole idle pool is shared
-out across the rows that served tokens, equally (``even``) or in proportion to their serving cost
-(``proportional``). Either way the total line is the sum of the rows, and USD per million tokens
-is a row's cost divided by its input plus output tokens.
+is idle cost, kept apart or shared out (see ``idle``). The total line is the sum of the rows, and
+USD per million tokens is a row's cost divided by its input plus output tokens.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 
 from sqlalchemy import Engine
 
+from wattledger.cli.reports.idle import IDLE_MODES, idle_note, share_idle
 from wattledger.cli.reports.prices import PriceBook
-from wattledger.cli.reports.usage_query import Group, ReportError, aggregate, check_dimensions, unpriced_gpus
-from wattledger.timeutil import iso
+from wattledger.cli.reports.report import (
+    J_PER_KWH,
+    USD_PLACES,
+    Report,
+    check_window,
+    is_unpriced,
+    per_million,
+    unpriced_notes,
+    window_note,
+)
+from wattledger.cli.reports.usage_query import (
+    Group,
+    ReportError,
+    aggregate,
+    check_dimensions,
+    unpriced_gpus,
+)
 
-IDLE_MODES = ("none", "even", "proportional")
-USD_PLACES = 6
-J_PER_KWH = 3.6e6
+__all__ = ["COST_MEASURES", "IDLE_MODES", "Report", "cost_report", "cost_rows", "total_row"]
 
-
-@dataclass
-class Report:
-    """Rows, their total, and the notes that say how the numbers were made."""
-
-    rows: list[dict]
-    total: dict
-    notes: list[str] = field(default_factory=list)
-    unpriced: list[dict] = field(default_factory=list)
+# The sums the cost rows need (besides those pricing needs).
+COST_MEASURES = (
+    "input_tokens",
+    "output_tokens",
+    "cached_tokens",
+    "requests",
+    "util_busy_seconds",
+    "util_known_seconds",
+)
+ADDITIVE = (
+    "gpu_hours",
+    "energy_kwh",
+    "input_tokens",
+    "output_tokens",
+    "cached_tokens",
+    "requests",
+    "attributed_energy_j",
+    "unpriced_gpu_hours",
+)
+ADDITIVE_USD = ("serving_usd", "cost_usd", "idle_usd", "idle_shared_usd", "total_usd")
 
 
 def cost_report(
@@ -40,44 +62,44 @@ def cost_report(
     by: Sequence[str],
     *,
     idle: str = "none",
+    where: Mapping[str, str] | None = None,
 ) -> Report:
     by = check_dimensions(by)
-    if idle not in IDLE_MODES:
-        raise ReportError(f"--idle must be one of {', '.join(IDLE_MODES)}, not {idle!r}")
-    if until <= since:
-        raise ReportError(f"the window is empty: --until {iso(until)} is not after --since {iso(since)}")
+    check_idle_mode(idle)
+    check_window(since, until)
 
     prices = PriceBook.load(engine)
     with engine.connect() as conn:
-        groups = aggregate(conn, prices, since, until, by)
-        unpriced = unpriced_gpus(conn, prices, since, until)
+        groups = aggregate(conn, prices, since, until, by, where=where, measures=COST_MEASURES)
+        unpriced = []
+        if any(group.sums["unpriced_seconds"] > 0 for group in groups):
+            unpriced = unpriced_gpus(conn, prices, since, until)
 
-    rows = [_base_row(by, group) for group in sorted(groups, key=lambda grp: grp.key)]
-    _share_idle(rows, idle)
+    rows = cost_rows(by, sorted(groups, key=lambda grp: grp.key), idle)
+    notes = [window_note(since, until), idle_note(idle)]
+    notes += unpriced_notes(unpriced, no_prices=prices.empty)
+    return Report(rows, total_row(rows, by), notes, unpriced)
+
+
+def check_idle_mode(idle: str) -> None:
+    if idle not in IDLE_MODES:
+        raise ReportError(f"--idle must be one of {', '.join(IDLE_MODES)}, not {idle!r}")
+
+
+def cost_rows(by: Sequence[str], groups: Sequence[Group], idle: str) -> list[dict]:
+    """Priced rows of ``groups``, idle treated as ``idle`` says, ready to show."""
+    rows = [base_row(by, group) for group in groups]
+    share_idle(rows, idle)
     for row in rows:
         _finish(row)
-    total = _total(rows, by)
-
-    notes = [
-        f"Window {iso(since)} to {iso(until)}; each hour charged at the prices in force then.",
-        _idle_note(idle),
-    ]
-    if prices.empty:
-        notes.append("No prices are set: every GPU is unpriced. Set them with 'wattledger price set'.")
-    for gpu in unpriced:
-        notes.append(
-            f"UNPRICED: {gpu['uuid']} ({gpu['name'] or gpu['sku']}, node {gpu['node']}) has "
-            f"{gpu['seconds'] / 3600:.2f} GPU-hours with no price for SKU {gpu['sku']!r}; "
-            "its cost is missing from the rows, not zero."
-        )
-    return Report(rows, total, notes, unpriced)
+    return rows
 
 
-def _base_row(by: Sequence[str], group: Group) -> dict:
+def base_row(by: Sequence[str], group: Group) -> dict:
     d = group.sums
     serving = d["serving_time_usd"] + d["serving_energy_usd"]
     total = d["time_usd"] + d["energy_usd"]
-    row = dict(zip(by, group.key, strict=True))
+    row = dict(zip(by, group.key, strict=False))
     row.update(
         gpu_hours=d["gpu_seconds"] / 3600.0,
         energy_kwh=d["energy_j"] / J_PER_KWH,
@@ -91,67 +113,36 @@ def _base_row(by: Sequence[str], group: Group) -> dict:
         attributed_energy_j=d["serving_energy_j"],
         idle_energy_j=max(0.0, d["energy_j"] - d["serving_energy_j"]),
         unpriced_gpu_hours=d["unpriced_seconds"] / 3600.0,
-        utilization=(d["util_busy_seconds"] / d["util_known_seconds"]) if d["util_known_seconds"] else None,
+        utilization=(d["util_busy_seconds"] / d["util_known_seconds"])
+        if d["util_known_seconds"]
+        else None,
     )
     return row
 
 
-def _share_idle(rows: list[dict], mode: str) -> None:
-    """Move the idle pool into the rows that served tokens, as ``mode`` says."""
-    if mode == "none":
-        return
-    receivers = [row for row in rows if row["input_tokens"] + row["output_tokens"] > 0]
-    if not receivers:
-        return
-    pool_usd = sum(row["idle_usd"] for row in rows)
-    pool_j = sum(row["idle_energy_j"] for row in rows)
-    serving_total = sum(row["serving_usd"] for row in receivers)
-
-    for row in rows:
-        row["idle_usd"] = 0.0
-        row["idle_energy_j"] = 0.0
-    for row in receivers:
-        if mode == "proportional" and serving_total > 0:
-            weight = row["serving_usd"] / serving_total
-        else:
-            weight = 1.0 / len(receivers)
-        row["cost_usd"] = row["serving_usd"] + pool_usd * weight
-        row["attributed_energy_j"] += pool_j * weight
-
-
 def _finish(row: dict) -> None:
     tokens = row["input_tokens"] + row["output_tokens"]
-    row["cost_usd"] = round(row["cost_usd"], USD_PLACES)
-    row["idle_usd"] = round(row["idle_usd"], USD_PLACES)
-    row["serving_usd"] = round(row["serving_usd"], USD_PLACES)
+    for name in ("cost_usd", "idle_usd", "serving_usd", "idle_shared_usd"):
+        row[name] = round(row[name], USD_PLACES)
     row["total_usd"] = round(row["cost_usd"] + row["idle_usd"], USD_PLACES)
-    row["usd_per_mtok"] = row["cost_usd"] / tokens * 1e6 if tokens else None
+    # A row with unpriced GPU time has no cost per token: a partial figure would look cheap.
+    row["usd_per_mtok"] = None if is_unpriced(row) else per_million(row["cost_usd"], tokens)
     row["j_per_token"] = row["attributed_energy_j"] / tokens if tokens else None
 
 
-def _total(rows: list[dict], by: Sequence[str]) -> dict:
+def total_row(rows: list[dict], by: Sequence[str]) -> dict:
+    """The sum of the rows, labelled TOTAL in the first key column."""
     total = {name: "TOTAL" if i == 0 else "" for i, name in enumerate(by)}
-    for name in (
-        "gpu_hours", "energy_kwh", "input_tokens", "output_tokens", "cached_tokens", "requests",
-        "attributed_energy_j", "unpriced_gpu_hours",
-    ):
+    for name in ADDITIVE:
         total[name] = sum(row[name] for row in rows)
-    for name in ("serving_usd", "cost_usd", "idle_usd", "total_usd"):
+    for name in ADDITIVE_USD:
         total[name] = round(sum(row[name] for row in rows), USD_PLACES)
     tokens = total["input_tokens"] + total["output_tokens"]
-    total["usd_per_mtok"] = total["cost_usd"] / tokens * 1e6 if tokens else None
+    total["usd_per_mtok"] = None if is_unpriced(total) else per_million(total["cost_usd"], tokens)
     total["j_per_token"] = total["attributed_energy_j"] / tokens if tokens else None
-    known = [(row["utilization"], row["gpu_hours"]) for row in rows if row["utilization"] is not None]
+    known = [
+        (row["utilization"], row["gpu_hours"]) for row in rows if row["utilization"] is not None
+    ]
     hours = sum(h for _, h in known)
-    total["utilization"] = sum(u * h for u, h in known) / hours if hours else None
+    total["utilization"] = sum(util * h for util, h in known) / hours if hours else None
     return total
-
-
-def _idle_note(mode: str) -> str:
-    if mode == "none":
-        return (
-            "Idle: GPU time in which no tokens were served is in idle_usd, apart from cost_usd; "
-            "USD per million tokens uses cost_usd."
-        )
-    how = "equally" if mode == "even" else "in proportion to serving cost"
-    return f"Idle: all idle GPU cost is shared {how} across the rows that served tokens."

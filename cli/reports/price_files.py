@@ -48,7 +48,9 @@ def _from_toml(path: Path) -> list[PriceEntry]:
         raise PriceError(f"price file {path} is not valid TOML: {exc}") from None
     unknown = set(document) - {SCOPE_SKU, SCOPE_SITE}
     if unknown:
-        raise PriceError(f"price file {path}: unknown section {sorted(unknown)[0]!r}; use [[sku]] or [[site]]")
+        raise PriceError(
+            f"price file {path}: unknown section {sorted(unknown)[0]!r}; use [[sku]] or [[site]]"
+        )
 
     entries = []
     for scope in (SCOPE_SKU, SCOPE_SITE):
@@ -93,7 +95,12 @@ def _entry(scope: str, key, table: dict, where: str) -> PriceEntry:
             except (TypeError, ValueError):
                 raise PriceError(f"{where}: {name} must be a number, not {table[name]!r}") from None
     entry = PriceEntry(
-        scope, str(key), effective_from, currency=str(table.get("currency", "USD")), note=table.get("note"), **numbers
+        scope,
+        str(key),
+        effective_from,
+        currency=str(table.get("currency", "USD")),
+        note=table.get("note"),
+        **numbers,
     )
     try:
         return validate(entry)

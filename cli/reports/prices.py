@@ -72,11 +72,17 @@ def validate(entry: PriceEntry) -> PriceEntry:
         direct = entry.usd_per_gpu_hour is not None
         owned = entry.capex_usd is not None or entry.amortization_years is not None
         if direct and owned:
-            raise PriceError(f"SKU {entry.key}: give --usd-per-gpu-hour or --capex-usd with --years, not both")
+            raise PriceError(
+                f"SKU {entry.key}: give --usd-per-gpu-hour or --capex-usd with --years, not both"
+            )
         if owned and not (entry.capex_usd is not None and entry.amortization_years):
-            raise PriceError(f"SKU {entry.key}: --capex-usd needs --years (amortisation period) above zero")
+            raise PriceError(
+                f"SKU {entry.key}: --capex-usd needs --years (amortisation period) above zero"
+            )
         if not direct and not owned:
-            raise PriceError(f"SKU {entry.key}: give --usd-per-gpu-hour, or --capex-usd and --years")
+            raise PriceError(
+                f"SKU {entry.key}: give --usd-per-gpu-hour, or --capex-usd and --years"
+            )
         return entry
 
     if entry.scope == SCOPE_SITE:
@@ -119,7 +125,16 @@ def set_prices(engine: Engine, entries: Iterable[PriceEntry]) -> int:
             s.prices,
             rows,
             ("scope", "key", "effective_from"),
-            ("usd_per_gpu_hour", "capex_usd", "amortization_years", "usd_per_kwh", "pue", "currency", "note", "created_ns"),
+            (
+                "usd_per_gpu_hour",
+                "capex_usd",
+                "amortization_years",
+                "usd_per_kwh",
+                "pue",
+                "currency",
+                "note",
+                "created_ns",
+            ),
         )
     return len(rows)
 
@@ -127,7 +142,11 @@ def set_prices(engine: Engine, entries: Iterable[PriceEntry]) -> int:
 def list_prices(engine: Engine) -> list[PriceEntry]:
     p = s.prices
     with engine.connect() as conn:
-        rows = conn.execute(select(p).order_by(p.c.scope, p.c.key, p.c.effective_from)).mappings().all()
+        rows = (
+            conn.execute(select(p).order_by(p.c.scope, p.c.key, p.c.effective_from))
+            .mappings()
+            .all()
+        )
     return [
         PriceEntry(
             scope=row["scope"],
@@ -180,7 +199,9 @@ class PriceBook:
         for sku in sorted(set(skus)):
             entries = self._sku.get(sku, [])
             for entry, end in _with_ends(entries):
-                segments.append(Segment(sku, entry.effective_from, end, usd_per_gpu_hour=entry.gpu_hour_rate))
+                segments.append(
+                    Segment(sku, entry.effective_from, end, usd_per_gpu_hour=entry.gpu_hour_rate)
+                )
         return segments
 
     def site_segments(self, sites: Iterable[str | None]) -> list[Segment]:
@@ -192,7 +213,15 @@ class PriceBook:
         for site in sorted({site or "" for site in sites}):
             entries = self._site.get(site) or self._site.get(DEFAULT_SITE, [])
             for entry, end in _with_ends(entries):
-                segments.append(Segment(site, entry.effective_from, end, usd_per_kwh=entry.usd_per_kwh, pue=entry.pue))
+                segments.append(
+                    Segment(
+                        site,
+                        entry.effective_from,
+                        end,
+                        usd_per_kwh=entry.usd_per_kwh,
+                        pue=entry.pue,
+                    )
+                )
         return segments
 
     def gpu_rate(self, sku: str, at: int) -> float | None:

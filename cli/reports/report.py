@@ -1,0 +1,69 @@
+"""What every report shares: its result shape, its window check, and the notes under it.
+
+A report is rows, a total line that is the sum of the rows, and notes that say how the numbers
+were made: the window, the currency, how idle time was treated, and every GPU that had no price.
+An unpriced GPU is named, never counted as free.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from wattledger.cli.reports.usage_query import ReportError
+from wattledger.timeutil import iso
+
+CURRENCY = "USD"
+J_PER_KWH = 3.6e6
+USD_PLACES = 6
+UNPRICED_EPSILON_H = 1e-9
+
+
+@dataclass
+class Report:
+    """Rows, their total, and the notes that say how the numbers were made."""
+
+    rows: list[dict]
+    total: dict
+    notes: list[str] = field(default_factory=list)
+    unpriced: list[dict] = field(default_factory=list)
+
+
+def check_window(since: int, until: int) -> None:
+    if until <= since:
+        raise ReportError(
+            f"the window is empty: --until {iso(until)} is not after --since {iso(since)}"
+        )
+
+
+def window_note(since: int, until: int) -> str:
+    return (
+        f"Window {iso(since)} to {iso(until)}; amounts in {CURRENCY}, each hour charged at the "
+        "prices in force then."
+    )
+
+
+def unpriced_notes(unpriced: list[dict], *, no_prices: bool) -> list[str]:
+    """One line per GPU whose time in the window had no GPU-hour price."""
+    notes = []
+    if no_prices:
+        notes.append(
+            "No prices are set: every GPU is unpriced. Set them with 'wattledger price set'."
+        )
+    for gpu in unpriced:
+        sku = f"SKU {gpu['sku']!r}" if gpu["sku"] else "its unknown SKU"
+        notes.append(
+            f"UNPRICED: {gpu['uuid']} ({gpu['name'] or gpu['sku'] or 'unnamed GPU'}, "
+            f"node {gpu['node']}) has "
+            f"{gpu['seconds'] / 3600:.2f} GPU-hours with no price for {sku}; "
+            "its cost is missing from the figures, not zero."
+        )
+    return notes
+
+
+def per_million(usd: float | None, tokens: float) -> float | None:
+    return usd / tokens * 1e6 if usd is not None and tokens else None
+
+
+def is_unpriced(row: dict) -> bool:
+    """Whether some of a row's GPU time had no price (its costs are then incomplete)."""
+    return row.get("unpriced_gpu_hours", 0.0) > UNPRICED_EPSILON_H
