@@ -71,7 +71,6 @@ ENGINE_QUANTITIES: tuple[tuple[str, str, str | None, str | None], ...] = (
 )
 
 
-
 class Agent:
     """One node's agent: owns the ledger, the sources and the telemetry pipeline."""
 
@@ -82,14 +81,14 @@ class Agent:
         ledger: CounterLedger,
         gpus: GpuSource | None,
         endpoints: Sequence[EngineSource],
-        intervals: Intervals = Intervals(),
+        intervals: Intervals | None = None,
         clock: Callable[[], int] = time.time_ns,
     ) -> None:
         self.telemetry = telemetry
         self.ledger = ledger
         self.gpus = gpus
         self.endpoints = list(endpoints)
-        self.intervals = intervals
+        self.intervals = intervals or Intervals()
         self.clock = clock
         self._gpu_readings: list[GpuReading] = []
         self._endpoint_totals: dict[str, _EndpointTotals] = {}
@@ -188,7 +187,9 @@ class Agent:
         role, engine = reading.role, endpoint.engine or reading.engine
         totals = self._endpoint_totals.get(endpoint.name)
         if totals is None or totals.role != role or totals.engine != engine:
-            totals = self._endpoint_totals[endpoint.name] = _EndpointTotals(engine, role, reading.version_hint)
+            totals = self._endpoint_totals[endpoint.name] = _EndpointTotals(
+                engine, role, reading.version_hint
+            )
 
         for model, counters in reading.models.items():
             for field_name, metric, _label_attr, label in ENGINE_QUANTITIES:
@@ -196,7 +197,9 @@ class Agent:
                 if quantity is None:
                     continue
                 key = f"engine|{endpoint.name}|{model}|{field_name}"
-                observed = self.ledger.observe(key, quantity.value, now_ns, marker=reading.started_at)
+                observed = self.ledger.observe(
+                    key, quantity.value, now_ns, marker=reading.started_at
+                )
                 totals.values[(model, metric, label)] = (observed.cumulative, observed.start_ns)
 
 
@@ -218,11 +221,19 @@ def _add_gpu(snap: Snapshot, gpu: GpuReading) -> None:
         c.ATTR_SKU: gpu.sku,
     }
     if gpu.energy_joules is not None:
-        attrs = {**base, c.ATTR_ENERGY_SOURCE: gpu.energy_source, c.ATTR_POWER_SCOPE: gpu.power_scope}
+        attrs = {
+            **base,
+            c.ATTR_ENERGY_SOURCE: gpu.energy_source,
+            c.ATTR_POWER_SCOPE: gpu.power_scope,
+        }
         snap.add(c.METRIC_ENERGY, attrs, gpu.energy_joules, gpu.energy_start_ns)
     if gpu.module_energy_joules is not None:
-        snap.add(c.METRIC_MODULE_ENERGY, {**base, c.ATTR_POWER_SCOPE: "module"},
-                 gpu.module_energy_joules, gpu.module_energy_start_ns)
+        snap.add(
+            c.METRIC_MODULE_ENERGY,
+            {**base, c.ATTR_POWER_SCOPE: "module"},
+            gpu.module_energy_joules,
+            gpu.module_energy_start_ns,
+        )
     if gpu.power_watts is not None:
         snap.add(c.METRIC_POWER, {**base, c.ATTR_POWER_SCOPE: gpu.power_scope}, gpu.power_watts)
     if gpu.utilization is not None:

@@ -132,7 +132,9 @@ class OtlpSink:
             return Delivery.DELIVERED
         message = response.text.strip().splitlines()[0] if response.text.strip() else ""
         if status in (401, 403):
-            logger.error("collector at %s refused the agent's token (%d): %s", self.url, status, message)
+            logger.error(
+                "collector at %s refused the agent's token (%d): %s", self.url, status, message
+            )
             return Delivery.RETRY
         if status in RETRYABLE_STATUS or status >= 500:
             logger.warning("collector at %s busy or failing (%d): %s", self.url, status, message)

@@ -77,9 +77,7 @@ class Spool:
         """Totals since the spool file was created: spooled, replayed, dropped, refused."""
         with self._lock:
             saved = dict(self._conn.execute("SELECT name, value FROM counters").fetchall())
-        return {
-            name: saved.get(name, 0) + self._unsaved.get(name, 0) for name in COUNTER_NAMES
-        }
+        return {name: saved.get(name, 0) + self._unsaved.get(name, 0) for name in COUNTER_NAMES}
 
     def put(self, body: bytes) -> bool:
         """Keep ``body`` for a later replay; False if it had to be dropped (disk full)."""

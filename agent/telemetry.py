@@ -50,7 +50,9 @@ class Snapshot:
     t_ns: int = 0
     values: dict[str, list[SeriesValue]] = field(default_factory=dict)
 
-    def add(self, metric: str, attributes: dict[str, Any], value: float, start_ns: int | None = None) -> None:
+    def add(
+        self, metric: str, attributes: dict[str, Any], value: float, start_ns: int | None = None
+    ) -> None:
         self.values.setdefault(metric, []).append(SeriesValue(attributes, value, start_ns))
 
     def point_count(self) -> int:
@@ -103,7 +105,9 @@ class SnapshotReader(MetricReader):
         self._stamp: Callable[[MetricsData], MetricsData] | None = None
         self.last_result: bool | None = None
 
-    def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs) -> None:
+    def _receive_metrics(
+        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs
+    ) -> None:
         if self._stamp is not None:
             metrics_data = self._stamp(metrics_data)
         self.last_result = self._sink(metrics_data)
@@ -127,9 +131,13 @@ class AgentTelemetry:
             callback = self._callback_for(name)
             unit = c.UNITS[name]
             if kind == "counter":
-                meter.create_observable_counter(name, [callback], unit=unit, description=description)
+                meter.create_observable_counter(
+                    name, [callback], unit=unit, description=description
+                )
             elif kind == "updown":
-                meter.create_observable_up_down_counter(name, [callback], unit=unit, description=description)
+                meter.create_observable_up_down_counter(
+                    name, [callback], unit=unit, description=description
+                )
             else:
                 meter.create_observable_gauge(name, [callback], unit=unit, description=description)
 
@@ -183,7 +191,9 @@ class AgentTelemetry:
                 for metric in sm.metrics:
                     data = metric.data
                     if isinstance(data, Sum | Gauge):
-                        data = dataclasses.replace(data, data_points=stamp_points(metric.name, data.data_points))
+                        data = dataclasses.replace(
+                            data, data_points=stamp_points(metric.name, data.data_points)
+                        )
                     metrics.append(dataclasses.replace(metric, data=data))
                 scope_metrics.append(dataclasses.replace(sm, metrics=metrics))
             resource_metrics.append(dataclasses.replace(rm, scope_metrics=scope_metrics))
@@ -191,4 +201,8 @@ class AgentTelemetry:
 
 
 def _attr_key(attributes) -> tuple:
-    return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in dict(attributes or {}).items()))
+    return tuple(
+        sorted(
+            (k, tuple(v) if isinstance(v, list) else v) for k, v in dict(attributes or {}).items()
+        )
+    )

@@ -16,6 +16,7 @@ import statistics
 import time
 
 from prometheus_client.parser import text_string_to_metric_families
+
 from wattledger.agent.engines.read import read_payload
 
 HISTOGRAMS = (

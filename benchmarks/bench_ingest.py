@@ -66,9 +66,15 @@ def node_request(node: int, endpoints: list[int], round_no: int) -> ExportMetric
     request = ExportMetricsServiceRequest()
     rm = request.resource_metrics.add()
     name = f"node-{node:05d}"
-    rm.resource.attributes.extend([kv(c.RES_SERVICE_NAME, c.SERVICE_NAME), kv(c.RES_HOST_NAME, name),
-                                   kv(c.RES_NODE, name), kv(c.RES_CLUSTER, "bench"),
-                                   kv(c.RES_SITE, "dc1")])
+    rm.resource.attributes.extend(
+        [
+            kv(c.RES_SERVICE_NAME, c.SERVICE_NAME),
+            kv(c.RES_HOST_NAME, name),
+            kv(c.RES_NODE, name),
+            kv(c.RES_CLUSTER, "bench"),
+            kv(c.RES_SITE, "dc1"),
+        ]
+    )
     metrics = rm.scope_metrics.add().metrics
     uuids = [f"GPU-{node:05d}-{g}" for g in range(GPUS_PER_NODE)]
 
@@ -88,8 +94,13 @@ def node_request(node: int, endpoints: list[int], round_no: int) -> ExportMetric
         dp.time_unix_nano = t_ns
         dp.as_double = value
 
-    gpu_base = {c.ATTR_HW_TYPE: "gpu", c.ATTR_HW_NAME: "NVIDIA H100 80GB HBM3",
-                c.ATTR_HW_VENDOR: "nvidia", c.ATTR_ARCHITECTURE: "hopper", c.ATTR_SKU: "H100"}
+    gpu_base = {
+        c.ATTR_HW_TYPE: "gpu",
+        c.ATTR_HW_NAME: "NVIDIA H100 80GB HBM3",
+        c.ATTR_HW_VENDOR: "nvidia",
+        c.ATTR_ARCHITECTURE: "hopper",
+        c.ATTR_SKU: "H100",
+    }
     energy = metric(c.METRIC_ENERGY, "counter")
     power = metric(c.METRIC_POWER, "gauge")
     util = metric(c.METRIC_UTILIZATION, "gauge")
@@ -107,11 +118,19 @@ def node_request(node: int, endpoints: list[int], round_no: int) -> ExportMetric
     finished = metric(c.METRIC_REQUESTS, "counter")
     phases = metric(c.METRIC_PHASE_TIME, "counter")
     for e in endpoints:
-        attrs = {c.ATTR_ENDPOINT: f"ep-{e:05d}", c.ATTR_ENGINE: "vllm", c.ATTR_MODEL: "llama-70b",
-                 c.ATTR_ROLE: "aggregated", c.ATTR_GPU_IDS: tuple(uuids[:4] if e % 2 else uuids[4:])}
+        attrs = {
+            c.ATTR_ENDPOINT: f"ep-{e:05d}",
+            c.ATTR_ENGINE: "vllm",
+            c.ATTR_MODEL: "llama-70b",
+            c.ATTR_ROLE: "aggregated",
+            c.ATTR_GPU_IDS: tuple(uuids[:4] if e % 2 else uuids[4:]),
+        }
         k = round_no + 1
-        for token_type, per_round in (("input", 90_000.0), ("input_cached", 9_000.0),
-                                      ("output", 30_000.0)):
+        for token_type, per_round in (
+            ("input", 90_000.0),
+            ("input_cached", 9_000.0),
+            ("output", 30_000.0),
+        ):
             point(tokens, {**attrs, c.ATTR_TOKEN_TYPE: token_type}, per_round * k)
         point(finished, attrs, 60.0 * k)
         for phase, per_round in (("prefill", 12.0), ("decode", 45.0)):
@@ -138,8 +157,9 @@ def fresh_database(kind: str, workdir: Path) -> tuple[str, callable]:
     if kind == "sqlite":
         url = f"sqlite:///{workdir / 'bench.db'}"
         return url, lambda: None
-    admin = create_engine(PG_ADMIN.replace("postgresql://", "postgresql+psycopg://", 1),
-                          isolation_level="AUTOCOMMIT")
+    admin = create_engine(
+        PG_ADMIN.replace("postgresql://", "postgresql+psycopg://", 1), isolation_level="AUTOCOMMIT"
+    )
     name = f"wattledger_bench_{os.getpid()}"
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
@@ -159,9 +179,20 @@ def start_collectors(url: str, count: int, workdir: Path) -> list[tuple[subproce
         port = 47_000 + random.randrange(10_000)
         log = open(workdir / f"collector-{i}.log", "wb")  # noqa: SIM115
         proc = subprocess.Popen(
-            [sys.executable, "-c", "from wattledger.cli.main import main; main()", "collector",
-             "serve", "--no-auth", "--listen", f"127.0.0.1:{port}", "--db", url],
-            stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-c",
+                "from wattledger.cli.main import main; main()",
+                "collector",
+                "serve",
+                "--no-auth",
+                "--listen",
+                f"127.0.0.1:{port}",
+                "--db",
+                url,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         collectors.append((proc, f"http://127.0.0.1:{port}"))
     for proc, base in collectors:
@@ -185,8 +216,9 @@ def send_round(bodies: list[bytes], bases: list[str], clients: int, duplicate: b
     def post(i: int) -> None:
 
         session = sessions.setdefault(threading.get_ident(), requests.Session())
-        reply = session.post(bases[i % len(bases)] + "/v1/metrics", data=bodies[i],
-                             headers=headers, timeout=120)
+        reply = session.post(
+            bases[i % len(bases)] + "/v1/metrics", data=bodies[i], headers=headers, timeout=120
+        )
         if reply.status_code != 200:
             raise SystemExit(f"collector answered {reply.status_code}: {reply.text[:200]}")
 
@@ -205,11 +237,14 @@ def send_round(bodies: list[bytes], bases: list[str], clients: int, duplicate: b
 
 def post_pair(i: int, bodies, bases, headers) -> None:
     with ThreadPoolExecutor(2) as pair:
-        replies = list(pair.map(
-            lambda base: requests.post(base + "/v1/metrics", data=bodies[i], headers=headers,
-                                       timeout=120),
-            [bases[i % len(bases)], bases[(i + 1) % len(bases)]],
-        ))
+        replies = list(
+            pair.map(
+                lambda base: requests.post(
+                    base + "/v1/metrics", data=bodies[i], headers=headers, timeout=120
+                ),
+                [bases[i % len(bases)], bases[(i + 1) % len(bases)]],
+            )
+        )
     for reply in replies:
         if reply.status_code != 200:
             raise SystemExit(f"collector answered {reply.status_code}: {reply.text[:200]}")
@@ -239,10 +274,13 @@ def bare_insert_rate(url: str, points: int) -> float:
                     copy.write_row(row)
         else:
             cursor.execute("BEGIN IMMEDIATE")
-            cursor.executemany("INSERT INTO deltas (series_id, end_ns, start_ns, value) "
-                               "VALUES (?, ?, ?, ?)", deltas)
-            cursor.executemany("INSERT INTO gauge_samples (series_id, t_ns, value) VALUES (?, ?, ?)",
-                               gauges)
+            cursor.executemany(
+                "INSERT INTO deltas (series_id, end_ns, start_ns, value) VALUES (?, ?, ?, ?)",
+                deltas,
+            )
+            cursor.executemany(
+                "INSERT INTO gauge_samples (series_id, t_ns, value) VALUES (?, ?, ?)", gauges
+            )
         raw.commit()
         elapsed = time.perf_counter() - started
     finally:
@@ -258,14 +296,19 @@ def check_once(url: str, rounds: int, points: int) -> str:
         deltas = conn.execute(select(func.count()).select_from(s.deltas)).scalar()
         gauges = conn.execute(select(func.count()).select_from(s.gauge_samples)).scalar()
         energy = conn.execute(
-            select(func.sum(s.deltas.c.value)).join(s.series, s.series.c.id == s.deltas.c.series_id)
+            select(func.sum(s.deltas.c.value))
+            .join(s.series, s.series.c.id == s.deltas.c.series_id)
             .where(s.series.c.metric == c.METRIC_ENERGY)
         ).scalar()
     engine.dispose()
     gpus = NODES * GPUS_PER_NODE
     counter_series = gpus + ENDPOINTS * 6
-    expected = (points, counter_series * rounds, (points - counter_series) * rounds,
-                42_000.0 * rounds * gpus)
+    expected = (
+        points,
+        counter_series * rounds,
+        (points - counter_series) * rounds,
+        42_000.0 * rounds * gpus,
+    )
     found = (series, deltas, gauges, energy)
     verdict = "each point once" if found == expected else f"MISMATCH {found} != {expected}"
     return f"series={series} deltas={deltas} gauges={gauges} energy_J={energy:.0f}: {verdict}"
@@ -285,7 +328,9 @@ def run(kind: str, args, bodies, points) -> None:
                     elapsed = send_round(batch, bases, args.clients, args.duplicate)
                     rates.append(points / elapsed)
                     label = "first (creates series)" if r == 0 else "steady"
-                    print(f"  {kind:10s} round {r + 1}: {points / elapsed:10,.0f} points/s  ({label})")
+                    print(
+                        f"  {kind:10s} round {r + 1}: {points / elapsed:10,.0f} points/s  ({label})"
+                    )
             finally:
                 for proc, _base in collectors:
                     proc.terminate()
@@ -293,8 +338,10 @@ def run(kind: str, args, bodies, points) -> None:
             print(f"  {kind:10s} {check_once(url, len(bodies), points)}")
             steady = sum(rates[1:]) / len(rates[1:]) if len(rates) > 1 else rates[0]
             floor = bare_insert_rate(url, points)
-            print(f"  {kind:10s} steady {steady:,.0f} points/s with {args.collectors} collector(s); "
-                  f"bare bulk insert {floor:,.0f} rows/s; ratio {floor / steady:.2f}x")
+            print(
+                f"  {kind:10s} steady {steady:,.0f} points/s with {args.collectors} collector(s); "
+                f"bare bulk insert {floor:,.0f} rows/s; ratio {floor / steady:.2f}x"
+            )
         finally:
             drop()
 
@@ -305,16 +352,19 @@ def main() -> None:
     parser.add_argument("--collectors", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--duplicate", action="store_true",
-                        help="send every request to two collectors at once")
+    parser.add_argument(
+        "--duplicate", action="store_true", help="send every request to two collectors at once"
+    )
     args = parser.parse_args()
 
     started = time.perf_counter()
     bodies, points = fleet_rounds(args.rounds)
     size = sum(len(b) for b in bodies[0])
-    print(f"{NODES} nodes, {NODES * GPUS_PER_NODE} GPUs, {ENDPOINTS} endpoints: {points:,} points "
-          f"per round in {len(bodies[0])} requests ({size / 1e6:.1f} MB gzip), built in "
-          f"{time.perf_counter() - started:.1f}s")
+    print(
+        f"{NODES} nodes, {NODES * GPUS_PER_NODE} GPUs, {ENDPOINTS} endpoints: {points:,} points "
+        f"per round in {len(bodies[0])} requests ({size / 1e6:.1f} MB gzip), built in "
+        f"{time.perf_counter() - started:.1f}s"
+    )
     for kind in ("sqlite", "postgresql") if args.db == "both" else (args.db,):
         run(kind, args, bodies, points)
 

@@ -50,7 +50,9 @@ class App:
                 try:
                     require_current(engine)
                 except OperationalError as exc:
-                    raise DatabaseError(f"cannot reach database {describe(engine)}: {_first_line(exc)}") from None
+                    raise DatabaseError(
+                        f"cannot reach database {describe(engine)}: {_first_line(exc)}"
+                    ) from None
             self._engines[url] = engine
         return self._engines[url]
 
@@ -68,7 +70,8 @@ def db_option(func: Callable) -> Callable:
         "db_url",
         metavar="URL",
         help="Database URL (sqlite:///PATH or postgresql://USER@HOST/DB). "
-        "Default: WATTLEDGER_DB, then db in the config file, then a SQLite file in your data directory.",
+        "Default: WATTLEDGER_DB, then db in the config file, "
+        "then a SQLite file in your data directory.",
     )(func)
 
 
@@ -102,7 +105,8 @@ class WattledgerGroup(click.Group):
         except ProgrammingError as exc:
             _fail(
                 ctx,
-                f"database error: {_first_line(exc)}; is the schema current? run: wattledger db upgrade",
+                f"database error: {_first_line(exc)}; "
+                "is the schema current? run: wattledger db upgrade",
                 DatabaseError.exit_code,
             )
 

@@ -17,10 +17,19 @@ from wattledger.cli.commands.schedule import schedule_group
 from wattledger.cli.commands.token import token_group
 
 
-@click.group(cls=WattledgerGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(
+    cls=WattledgerGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(__version__, prog_name="wattledger")
-@click.option("--config", "config_path", metavar="FILE", envvar="WATTLEDGER_CONFIG",
-              help="TOML config file. Default: WATTLEDGER_CONFIG, else wattledger.toml in your config directory.")
+@click.option(
+    "--config",
+    "config_path",
+    metavar="FILE",
+    envvar="WATTLEDGER_CONFIG",
+    help="TOML config file. Default: WATTLEDGER_CONFIG, "
+    "else wattledger.toml in your config directory.",
+)
 @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None, verbose: int) -> None:

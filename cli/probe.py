@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import click
+
 from wattledger.agent.engines.errors import ScrapeError, Unreachable
 from wattledger.agent.engines.read import read_payload
 from wattledger.agent.engines.reading import EngineReading
@@ -21,7 +22,6 @@ from wattledger.agent.engines.roles import apply_role
 from wattledger.agent.engines.scrape import fetch
 from wattledger.agent.engines.tables import LABELS, MAIN_QUANTITIES
 from wattledger.cli.output import Column, emit, fixed, format_option, text
-
 from wattledger.contract import ENGINES, ROLES
 from wattledger.errors import WattledgerError
 

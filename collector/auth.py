@@ -106,8 +106,14 @@ def list_tokens(engine: Engine) -> list[TokenInfo]:
     query = select(t.id, t.name, t.nodes, t.created_ns, t.revoked_ns, t.last_used_ns).order_by(t.id)
     with engine.connect() as conn:
         return [
-            TokenInfo(row.id, row.name, _nodes(row.nodes), row.created_ns, row.revoked_ns,
-                      row.last_used_ns)
+            TokenInfo(
+                row.id,
+                row.name,
+                _nodes(row.nodes),
+                row.created_ns,
+                row.revoked_ns,
+                row.last_used_ns,
+            )
             for row in conn.execute(query)
         ]
 

@@ -94,7 +94,9 @@ class BatchWriter:
             found.update({key_hash: series_id for series_id, key_hash in rows})
         return found
 
-    def lock_series(self, ids: Sequence[int]) -> list[tuple[int, int | None, int | None, float | None]]:
+    def lock_series(
+        self, ids: Sequence[int]
+    ) -> list[tuple[int, int | None, int | None, float | None]]:
         """The stored state of each series, locked until commit (in id order: no deadlocks).
 
         SQLite needs no row locks: its writers are serialised by ``BEGIN IMMEDIATE``.
@@ -107,8 +109,7 @@ class BatchWriter:
             else:
                 marks = ", ".join("?" * len(chunk))
                 rows = self.conn.exec_driver_sql(
-                    "SELECT id, start_ns, last_ns, last_value FROM series "
-                    f"WHERE id IN ({marks})",
+                    f"SELECT id, start_ns, last_ns, last_value FROM series WHERE id IN ({marks})",
                     tuple(chunk),
                 )
             states.extend(tuple(row) for row in rows)
@@ -137,7 +138,9 @@ class BatchWriter:
             if self.postgres:
                 columns = list(zip(*chunk, strict=True))
                 names = "abcdef"[: len(columns)]
-                self.conn.execute(pg_statement, {n: list(col) for n, col in zip(names, columns, strict=True)})
+                self.conn.execute(
+                    pg_statement, {n: list(col) for n, col in zip(names, columns, strict=True)}
+                )
             else:
                 self.conn.exec_driver_sql(sqlite_statement, list(chunk))
 

@@ -111,6 +111,7 @@ def has_tables(engine: Engine) -> bool:
 # Statements about the database itself rather than its data. They live here, beside the other
 # driver settings, so no module above the store hands SQL to a database as text.
 
+
 def read_sqlite_application_id(path: Path) -> int | None:
     """The ``application_id`` stamped in a SQLite file's header, or None if it is not SQLite."""
     import contextlib

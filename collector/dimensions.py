@@ -35,8 +35,17 @@ logger = logging.getLogger(__name__)
 LAST_SEEN_STEP_NS = 300 * 1_000_000_000
 MAX_REMEMBERED = 1_000_000
 
-GPU_FIELDS = ("node", "cluster", "site", "name", "sku", "architecture", "parent_uuid",
-              "mig_profile", "tags")
+GPU_FIELDS = (
+    "node",
+    "cluster",
+    "site",
+    "name",
+    "sku",
+    "architecture",
+    "parent_uuid",
+    "mig_profile",
+    "tags",
+)
 ENDPOINT_FIELDS = ("engine", "engine_version", "role", "cluster", "site", "tags")
 
 
@@ -79,21 +88,41 @@ class DimensionWriter:
 
         gpu_rows = self._changed("gpu", gpus, GPU_FIELDS)
         endpoint_rows = self._changed("endpoint", endpoints, ENDPOINT_FIELDS)
-        upsert_replace(conn, s.gpus, [gpu_rows[k] for k in sorted(gpu_rows)], ("uuid",),
-                       (*GPU_FIELDS, "last_seen_ns"), keep_min=("first_seen_ns",))
-        upsert_replace(conn, s.endpoints, [endpoint_rows[k] for k in sorted(endpoint_rows)],
-                       ("node", "name"), (*ENDPOINT_FIELDS, "last_seen_ns"),
-                       keep_min=("first_seen_ns",))
+        upsert_replace(
+            conn,
+            s.gpus,
+            [gpu_rows[k] for k in sorted(gpu_rows)],
+            ("uuid",),
+            (*GPU_FIELDS, "last_seen_ns"),
+            keep_min=("first_seen_ns",),
+        )
+        upsert_replace(
+            conn,
+            s.endpoints,
+            [endpoint_rows[k] for k in sorted(endpoint_rows)],
+            ("node", "name"),
+            (*ENDPOINT_FIELDS, "last_seen_ns"),
+            keep_min=("first_seen_ns",),
+        )
 
         endpoint_ids = self._ids_of(conn, endpoints, endpoint_rows)
         link_rows = {
-            (endpoint_ids[key], gpu_uuid): {"endpoint_id": endpoint_ids[key], "gpu_uuid": gpu_uuid,
-                                            **times}
+            (endpoint_ids[key], gpu_uuid): {
+                "endpoint_id": endpoint_ids[key],
+                "gpu_uuid": gpu_uuid,
+                **times,
+            }
             for (key, gpu_uuid), times in links.items()
         }
         link_rows = self._changed("link", link_rows, ())
-        upsert_replace(conn, s.endpoint_gpus, [link_rows[k] for k in sorted(link_rows)],
-                       ("endpoint_id", "gpu_uuid"), ("last_seen_ns",), keep_min=("first_seen_ns",))
+        upsert_replace(
+            conn,
+            s.endpoint_gpus,
+            [link_rows[k] for k in sorted(link_rows)],
+            ("endpoint_id", "gpu_uuid"),
+            ("last_seen_ns",),
+            keep_min=("first_seen_ns",),
+        )
         return endpoint_ids
 
     def _changed(
@@ -106,8 +135,11 @@ class DimensionWriter:
             if known is not None and not _news(known, row, fields):
                 continue
             if known is not None:
-                row = {**row, "first_seen_ns": min(row["first_seen_ns"], known["first_seen_ns"]),
-                       "last_seen_ns": max(row["last_seen_ns"], known["last_seen_ns"])}
+                row = {
+                    **row,
+                    "first_seen_ns": min(row["first_seen_ns"], known["first_seen_ns"]),
+                    "last_seen_ns": max(row["last_seen_ns"], known["last_seen_ns"]),
+                }
             out[key] = row
             self._pending.rows[(kind, key)] = row
         return out

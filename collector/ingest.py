@@ -373,14 +373,17 @@ def _record_delta(
         length = end_ns - start_ns
         seconds = length / NS_PER_S
         hour = (start_ns // HOUR_NS) * HOUR_S
-        writes.add_rollup(state.id, hour, value * length / length, seconds,
-                          seconds if value > 0 else 0.0, 0)
+        writes.add_rollup(
+            state.id, hour, value * length / length, seconds, seconds if value > 0 else 0.0, 0
+        )
         return
     for hour, share, seconds in split_by_hour(start_ns, end_ns, value):
         writes.add_rollup(state.id, hour, share, seconds, seconds if value > 0 else 0.0, 0)
 
 
-def _write(conn: Connection, writer: BatchWriter, writes: _Writes, states: dict[str, _State]) -> None:
+def _write(
+    conn: Connection, writer: BatchWriter, writes: _Writes, states: dict[str, _State]
+) -> None:
     writer.deltas(writes.deltas)
     writer.gauges(writes.gauges)
     writer.rollups(
@@ -388,7 +391,11 @@ def _write(conn: Connection, writer: BatchWriter, writes: _Writes, states: dict[
     )
     hours = sorted({hour for _sid, hour in writes.rollups})
     upsert_add(
-        conn, s.dirty_hours, [{"hour": hour, "version": 1} for hour in hours], ("hour",), ("version",)
+        conn,
+        s.dirty_hours,
+        [{"hour": hour, "version": 1} for hour in hours],
+        ("hour",),
+        ("version",),
     )
     writer.series_states(
         [(st.id, st.start_ns, st.last_ns, st.last_value) for st in states.values() if st.dirty]
@@ -419,7 +426,13 @@ def _series_row(
 
 
 def _descriptive(point: Point) -> dict[str, Any]:
-    keep = {c.ATTR_ENERGY_SOURCE, c.ATTR_POWER_SCOPE, c.ATTR_SHARE_METHOD, c.ATTR_ENGINE, c.ATTR_ROLE}
+    keep = {
+        c.ATTR_ENERGY_SOURCE,
+        c.ATTR_POWER_SCOPE,
+        c.ATTR_SHARE_METHOD,
+        c.ATTR_ENGINE,
+        c.ATTR_ROLE,
+    }
     return {k: v for k, v in point.attrs.items() if k in keep}
 
 

@@ -86,7 +86,9 @@ def parse_request(body: bytes, content_type: str | None) -> ExportMetricsService
         try:
             request.ParseFromString(body)
         except DecodeError as exc:
-            raise RequestError(400, f"body is not an OTLP protobuf metrics request: {exc}") from None
+            raise RequestError(
+                400, f"body is not an OTLP protobuf metrics request: {exc}"
+            ) from None
         return request
     if media == CONTENT_JSON:
         try:
@@ -113,7 +115,9 @@ def decode(
     return points_from_request(parse_request(raw, content_type), limits)
 
 
-def points_from_request(request: ExportMetricsServiceRequest, limits: Limits = Limits()) -> DecodedRequest:
+def points_from_request(
+    request: ExportMetricsServiceRequest, limits: Limits = Limits()
+) -> DecodedRequest:
     decoded = DecodedRequest()
     total = 0
     for resource_metrics in request.resource_metrics:
@@ -121,7 +125,9 @@ def points_from_request(request: ExportMetricsServiceRequest, limits: Limits = L
         for scope_metrics in resource_metrics.scope_metrics:
             for metric in scope_metrics.metrics:
                 if metric.name not in KNOWN_METRICS:
-                    decoded.skipped_metrics[metric.name] = decoded.skipped_metrics.get(metric.name, 0) + 1
+                    decoded.skipped_metrics[metric.name] = (
+                        decoded.skipped_metrics.get(metric.name, 0) + 1
+                    )
                     continue
                 kind, data_points = _kind(metric)
                 if kind is None:
@@ -130,7 +136,8 @@ def points_from_request(request: ExportMetricsServiceRequest, limits: Limits = L
                 total += len(data_points)
                 if total > limits.max_points:
                     raise RequestError(
-                        413, f"request has more than {limits.max_points} points; send smaller batches"
+                        413,
+                        f"request has more than {limits.max_points} points; send smaller batches",
                     )
                 for dp in data_points:
                     decoded.points.append(
@@ -179,7 +186,9 @@ def _number(dp: metrics_pb2.NumberDataPoint) -> float:
 def _attributes(key_values, limits: Limits) -> dict[str, Any]:
     if len(key_values) > limits.max_attributes:
         raise RequestError(
-            413, f"a point or resource has {len(key_values)} attributes; the limit is {limits.max_attributes}"
+            413,
+            f"a point or resource has {len(key_values)} attributes; "
+            f"the limit is {limits.max_attributes}",
         )
     out: dict[str, Any] = {}
     for kv in key_values:
@@ -187,7 +196,9 @@ def _attributes(key_values, limits: Limits) -> dict[str, Any]:
         size = len(kv.key) + (len(value) if isinstance(value, str) else len(str(value)))
         if size > limits.max_attribute_bytes:
             raise RequestError(
-                413, f"attribute {kv.key[:64]!r} is {size} bytes; the limit is {limits.max_attribute_bytes}"
+                413,
+                f"attribute {kv.key[:64]!r} is {size} bytes; "
+                f"the limit is {limits.max_attribute_bytes}",
             )
         out[kv.key] = value
     return out

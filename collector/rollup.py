@@ -56,7 +56,9 @@ def rebuild(engine: Engine, *, since_hour: int | None = None) -> int:
             delete_stmt = delete_stmt.where(s.rollup_hourly.c.hour >= since_hour)
         conn.execute(delete_stmt)
 
-        deltas = select(s.deltas.c.series_id, s.deltas.c.start_ns, s.deltas.c.end_ns, s.deltas.c.value)
+        deltas = select(
+            s.deltas.c.series_id, s.deltas.c.start_ns, s.deltas.c.end_ns, s.deltas.c.value
+        )
         if since_ns is not None:
             deltas = deltas.where(s.deltas.c.end_ns > since_ns)
         for series_id, start_ns, end_ns, value in conn.execute(deltas):
@@ -84,11 +86,26 @@ def rebuild(engine: Engine, *, since_hour: int | None = None) -> int:
             acc[3] += count
 
         payload = [
-            {"series_id": sid, "hour": hour, "value": v, "seconds": sec, "active_seconds": act, "samples": n}
+            {
+                "series_id": sid,
+                "hour": hour,
+                "value": v,
+                "seconds": sec,
+                "active_seconds": act,
+                "samples": n,
+            }
             for (sid, hour), (v, sec, act, n) in rows.items()
         ]
-        upsert_add(conn, s.rollup_hourly, payload, ("series_id", "hour"), ("value", "seconds", "active_seconds", "samples"))
+        upsert_add(
+            conn,
+            s.rollup_hourly,
+            payload,
+            ("series_id", "hour"),
+            ("value", "seconds", "active_seconds", "samples"),
+        )
         hours = sorted({hour for _sid, hour in rows})
-        upsert_add(conn, s.dirty_hours, [{"hour": h, "version": 1} for h in hours], ("hour",), ("version",))
+        upsert_add(
+            conn, s.dirty_hours, [{"hour": h, "version": 1} for h in hours], ("hour",), ("version",)
+        )
     logger.info("rebuilt %d hourly rollup rows", len(payload))
     return len(payload)

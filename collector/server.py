@@ -7,6 +7,7 @@ to finish, so a batch is either committed or refused, never half-written.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import socket
@@ -48,7 +49,7 @@ class CollectorServer(ThreadingHTTPServer):
         address: tuple[str, int],
         engine: Engine,
         *,
-        limits: otlp.Limits = otlp.Limits(),
+        limits: otlp.Limits | None = None,
         authenticate: Authenticator = open_access,
         readiness: Callable[[], str | None] | None = None,
         tls: ssl.SSLContext | None = None,
@@ -62,7 +63,7 @@ class CollectorServer(ThreadingHTTPServer):
             )
         self.scheme = "https" if tls is not None else "http"
         self.ingestor = Ingestor(engine, max_series_per_node=max_series_per_node)
-        self.limits = limits
+        self.limits = limits or otlp.Limits()
         self.authenticate = authenticate
         self.readiness = readiness
         self.stats = {"requests": 0, "points": 0, "rejected": 0, "errors": 0}
@@ -83,15 +84,15 @@ class CollectorServer(ThreadingHTTPServer):
         with self._connections_lock:
             idle = [handler for handler, busy in self._connections.items() if not busy]
         for handler in idle:
-            try:
+            with contextlib.suppress(OSError):
                 handler.connection.shutdown(socket.SHUT_RD)
-            except OSError:
-                pass
         self.server_close()
 
     def handle_error(self, request, client_address) -> None:
         """A connection that failed outside a request (a TLS handshake, a reset): one line."""
-        logger.info("connection from %s failed: %s", client_address[0], _one_line(sys.exc_info()[1]))
+        logger.info(
+            "connection from %s failed: %s", client_address[0], _one_line(sys.exc_info()[1])
+        )
 
     def track(self, handler: _Handler, *, busy: bool | None) -> None:
         with self._connections_lock:
@@ -141,13 +142,17 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
         if self.path.split("?")[0] != METRICS_PATH:
-            self._reply_text(HTTPStatus.NOT_FOUND, f"no such path; OTLP metrics go to {METRICS_PATH}")
+            self._reply_text(
+                HTTPStatus.NOT_FOUND, f"no such path; OTLP metrics go to {METRICS_PATH}"
+            )
             return
         try:
             caller = self.server.authenticate(self.headers.get("Authorization"))
         except Unauthorized as exc:
             self._drain()
-            self._reply_text(HTTPStatus.UNAUTHORIZED, str(exc), extra={"WWW-Authenticate": "Bearer"})
+            self._reply_text(
+                HTTPStatus.UNAUTHORIZED, str(exc), extra={"WWW-Authenticate": "Bearer"}
+            )
             return
 
         try:
@@ -172,15 +177,23 @@ class _Handler(BaseHTTPRequestHandler):
         except (SQLAlchemyError, WattledgerError) as exc:
             logger.warning("batch not stored: %s", _one_line(exc))
             self.server.count(requests=1, errors=1)
-            self._reply_text(HTTPStatus.SERVICE_UNAVAILABLE, "database unavailable; retry later", extra={"Retry-After": "5"})
+            self._reply_text(
+                HTTPStatus.SERVICE_UNAVAILABLE,
+                "database unavailable; retry later",
+                extra={"Retry-After": "5"},
+            )
             return
 
         rejected = result.rejected + len(decoded.rejected)
         reasons = (decoded.rejected + result.rejections)[:3]
         self.server.count(requests=1, points=result.received, rejected=rejected)
         if rejected:
-            logger.info("rejected %d of %d points: %s", rejected, result.received, "; ".join(reasons))
-        payload, media = otlp.response_body(rejected, "; ".join(reasons), self.headers.get("Content-Type"))
+            logger.info(
+                "rejected %d of %d points: %s", rejected, result.received, "; ".join(reasons)
+            )
+        payload, media = otlp.response_body(
+            rejected, "; ".join(reasons), self.headers.get("Content-Type")
+        )
         self._reply(HTTPStatus.OK, payload, media)
 
     def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
@@ -227,10 +240,14 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self.close_connection = True
 
-    def _reply_text(self, status: HTTPStatus, message: str, extra: dict[str, str] | None = None) -> None:
+    def _reply_text(
+        self, status: HTTPStatus, message: str, extra: dict[str, str] | None = None
+    ) -> None:
         self._reply(status, (message + "\n").encode(), "text/plain; charset=utf-8", extra)
 
-    def _reply(self, status: HTTPStatus, body: bytes, media: str, extra: dict[str, str] | None = None) -> None:
+    def _reply(
+        self, status: HTTPStatus, body: bytes, media: str, extra: dict[str, str] | None = None
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", media)
         self.send_header("Content-Length", str(len(body)))
@@ -250,6 +267,8 @@ def _one_line(exc: BaseException) -> str:
 
 def serve_in_thread(server: CollectorServer) -> threading.Thread:
     """Run ``server`` on a background thread (tests, the demo, in-process use)."""
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="collector", daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="collector", daemon=True
+    )
     thread.start()
     return thread

@@ -111,7 +111,9 @@ def allocate(hour: int, inputs: HourInputs, parents: dict[str, str]) -> list[dic
     for device, (gpu_uuid, seconds, joules, busy, known) in sorted(devices.items()):
         users = sorted(endpoints_on.get(device, ()))
         if not users:
-            rows.append(_row(hour, gpu_uuid, device, None, None, seconds, 0.0, joules, 0.0, busy, known))
+            rows.append(
+                _row(hour, gpu_uuid, device, None, None, seconds, 0.0, joules, 0.0, busy, known)
+            )
             continue
         parent_seconds = inputs.gpus[gpu_uuid].seconds or seconds
         for endpoint_id in users:
@@ -149,7 +151,9 @@ def allocate(hour: int, inputs: HourInputs, parents: dict[str, str]) -> list[dic
     return rows
 
 
-def _devices(inputs: HourInputs, parents: dict[str, str]) -> dict[str, tuple[str, float, float, float, float]]:
+def _devices(
+    inputs: HourInputs, parents: dict[str, str]
+) -> dict[str, tuple[str, float, float, float, float]]:
     """Device uuid -> (physical GPU, seconds, joules, busy seconds, seconds with utilization)."""
     devices: dict[str, tuple[str, float, float, float, float]] = {}
     instances: dict[str, list[str]] = defaultdict(list)
@@ -189,7 +193,9 @@ def _model_weights(endpoint: EndpointHour) -> list[tuple[str | None, float]]:
     return [(model, 1.0 / len(known)) for model in known]
 
 
-def _row(hour, gpu_uuid, device, endpoint_id, model, seconds, serving_s, joules, serving_j, busy, known) -> dict:
+def _row(
+    hour, gpu_uuid, device, endpoint_id, model, seconds, serving_s, joules, serving_j, busy, known
+) -> dict:
     row = {
         "hour": hour,
         "gpu_uuid": gpu_uuid,
@@ -213,7 +219,9 @@ def refresh(engine: Engine, *, progress=None) -> int:
     ``progress`` (optional) is called with ``(done, total)`` after each chunk of hours.
     """
     with engine.connect() as conn:
-        marks = conn.execute(select(s.dirty_hours.c.hour, s.dirty_hours.c.version).order_by(s.dirty_hours.c.hour)).all()
+        marks = conn.execute(
+            select(s.dirty_hours.c.hour, s.dirty_hours.c.version).order_by(s.dirty_hours.c.hour)
+        ).all()
     if not marks:
         return 0
 
@@ -245,7 +253,9 @@ def pending_hours(engine: Engine) -> int:
 def _refresh_chunk(conn, hours: Sequence[int]) -> None:
     inputs = _read_inputs(conn, hours)
     parents = dict(
-        conn.execute(select(s.gpus.c.uuid, s.gpus.c.parent_uuid).where(s.gpus.c.parent_uuid.is_not(None))).all()
+        conn.execute(
+            select(s.gpus.c.uuid, s.gpus.c.parent_uuid).where(s.gpus.c.parent_uuid.is_not(None))
+        ).all()
     )
     rows: list[dict] = []
     for hour in hours:
@@ -260,12 +270,33 @@ def _read_inputs(conn, hours: Sequence[int]) -> dict[int, HourInputs]:
     r, sr = s.rollup_hourly, s.series
     per_hour: dict[int, HourInputs] = defaultdict(HourInputs)
     query = (
-        select(r.c.hour, sr.c.metric, sr.c.gpu_uuid, sr.c.endpoint_id, sr.c.model, sr.c.label,
-               r.c.value, r.c.seconds, r.c.active_seconds, r.c.samples)
+        select(
+            r.c.hour,
+            sr.c.metric,
+            sr.c.gpu_uuid,
+            sr.c.endpoint_id,
+            sr.c.model,
+            sr.c.label,
+            r.c.value,
+            r.c.seconds,
+            r.c.active_seconds,
+            r.c.samples,
+        )
         .join(sr, sr.c.id == r.c.series_id)
         .where(r.c.hour.in_(list(hours)))
     )
-    for hour, metric, gpu_uuid, endpoint_id, model, label, value, seconds, active, samples in conn.execute(query):
+    for (
+        hour,
+        metric,
+        gpu_uuid,
+        endpoint_id,
+        model,
+        label,
+        value,
+        seconds,
+        active,
+        samples,
+    ) in conn.execute(query):
         inputs = per_hour[hour]
         if metric == c.METRIC_ENERGY:
             gpu = inputs.gpus.setdefault(gpu_uuid, GpuHour())
@@ -278,7 +309,14 @@ def _read_inputs(conn, hours: Sequence[int]) -> dict[int, HourInputs]:
         elif metric == c.METRIC_MIG_SHARE and samples:
             inputs.mig_shares[gpu_uuid] = value / samples
         elif endpoint_id is not None:
-            _add_engine(inputs.endpoints.setdefault(endpoint_id, EndpointHour()), metric, model, label, value, active)
+            _add_engine(
+                inputs.endpoints.setdefault(endpoint_id, EndpointHour()),
+                metric,
+                model,
+                label,
+                value,
+                active,
+            )
 
     _drop_gpus_without_energy(per_hour)
     _read_links(conn, hours, per_hour)
@@ -286,7 +324,9 @@ def _read_inputs(conn, hours: Sequence[int]) -> dict[int, HourInputs]:
     return per_hour
 
 
-def _add_engine(endpoint: EndpointHour, metric: str, model: str, label: str | None, value: float, active: float) -> None:
+def _add_engine(
+    endpoint: EndpointHour, metric: str, model: str, label: str | None, value: float, active: float
+) -> None:
     counters = endpoint.model(model)
     if metric == c.METRIC_TOKENS:
         counters[TOKEN_FIELDS[label]] += value
@@ -308,7 +348,9 @@ def _read_links(conn, hours: Sequence[int], per_hour: dict[int, HourInputs]) -> 
     first, last = min(hours), max(hours) + HOUR_S
     links = s.endpoint_gpus
     rows = conn.execute(
-        select(links.c.endpoint_id, links.c.gpu_uuid, links.c.first_seen_ns, links.c.last_seen_ns).where(
+        select(
+            links.c.endpoint_id, links.c.gpu_uuid, links.c.first_seen_ns, links.c.last_seen_ns
+        ).where(
             and_(links.c.first_seen_ns < last * NS_PER_S, links.c.last_seen_ns >= first * NS_PER_S)
         )
     )

@@ -1,4 +1,4 @@
-"""Alembic environment: the URL comes from wattledger's own settings, one transaction per migration."""
+"""Alembic environment: the URL comes from wattledger's settings; one transaction per migration."""
 
 from __future__ import annotations
 

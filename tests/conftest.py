@@ -20,7 +20,7 @@ CORPUS = _corpus_root()
 
 @pytest.fixture(scope="session")
 def corpus_dir() -> Path:
-    """The captured payloads in ``../shared/corpus``; tests that need them skip when it is absent."""
+    """The captured payloads in ``../shared/corpus``; tests needing them skip when it is absent."""
     if not CORPUS.is_dir():
         pytest.skip(f"real-payload corpus not found at {CORPUS} (set WATTLEDGER_CORPUS)")
     return CORPUS
@@ -129,7 +129,11 @@ def _isolated_environment(tmp_path_factory, monkeypatch):
     """Keep the user's own config, data directory and WATTLEDGER_* settings out of tests."""
     home = tmp_path_factory.mktemp("home")
     for name in list(os.environ):
-        if name.startswith("WATTLEDGER_") and name not in ("WATTLEDGER_TEST_PG", "WATTLEDGER_REQUIRE_PG", "WATTLEDGER_CORPUS"):
+        if name.startswith("WATTLEDGER_") and name not in (
+            "WATTLEDGER_TEST_PG",
+            "WATTLEDGER_REQUIRE_PG",
+            "WATTLEDGER_CORPUS",
+        ):
             monkeypatch.delenv(name)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
     monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))

@@ -102,8 +102,9 @@ class Scene:
         self.base = (self.fake_engine.prompt, self.fake_engine.generation)
         self.collector = Collector(db_url, root / "collector.log").start()
         token = create_token(engine, NODE, [NODE])
-        self.node = Node(root, self.collector.url + "/v1/metrics", self.fake_engine.url, token,
-                         spool_max_mb)
+        self.node = Node(
+            root, self.collector.url + "/v1/metrics", self.fake_engine.url, token, spool_max_mb
+        )
 
     def start_agent(self) -> None:
         self.node.start()
@@ -149,16 +150,19 @@ def expected_energy_mj(state_dir: Path, db: Engine) -> dict[str, int]:
     ledger = json.loads((state_dir / "ledger.json").read_text())["series"]
     physics = fake_from_spec(FAKE_GPUS, clock=ManualClock(0.0))
     with db.connect() as conn:
-        starts = dict(conn.execute(
-            select(s.series.c.gpu_uuid, s.series.c.start_ns).where(
-                s.series.c.metric == c.METRIC_ENERGY, s.series.c.node == NODE)
-        ).all())
+        starts = dict(
+            conn.execute(
+                select(s.series.c.gpu_uuid, s.series.c.start_ns).where(
+                    s.series.c.metric == c.METRIC_ENERGY, s.series.c.node == NODE
+                )
+            ).all()
+        )
     expected = {}
     for gpu in physics.gpus:
         last_ns = ledger[f"gpu/{gpu.uuid}/energy_mj"]["last_ns"]
         first_ns = starts[gpu.uuid]
-        expected[gpu.uuid] = (
-            physics.energy_mj(gpu, last_ns / 1e9) - physics.energy_mj(gpu, first_ns / 1e9)
+        expected[gpu.uuid] = physics.energy_mj(gpu, last_ns / 1e9) - physics.energy_mj(
+            gpu, first_ns / 1e9
         )
     return expected
 
@@ -167,8 +171,12 @@ def assert_nothing_lost(scene: Scene) -> dict[str, object]:
     """Stored energy and tokens equal what the fake GPUs and engine produced; returns evidence."""
     expected = expected_energy_mj(scene.node.state_dir, scene.db)
     query = (
-        select(s.series.c.gpu_uuid, s.series.c.last_value, func.sum(s.deltas.c.value),
-               func.count(s.deltas.c.value))
+        select(
+            s.series.c.gpu_uuid,
+            s.series.c.last_value,
+            func.sum(s.deltas.c.value),
+            func.count(s.deltas.c.value),
+        )
         .join(s.deltas, s.deltas.c.series_id == s.series.c.id)
         .where(s.series.c.metric == c.METRIC_ENERGY, s.series.c.node == NODE)
         .group_by(s.series.c.gpu_uuid, s.series.c.last_value)
@@ -279,9 +287,17 @@ class PrivateCluster:
         return self
 
     def start(self) -> None:
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "pg.log"), "-w", "-o",
-                  f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off",
-                  "start")
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.root / "pg.log"),
+            "-w",
+            "-o",
+            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off",
+            "start",
+        )
 
     def stop(self, mode: str = "fast") -> None:
         self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")

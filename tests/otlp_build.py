@@ -49,8 +49,9 @@ def energy_request(
     return request
 
 
-def post(url: str, body: bytes, *, token: str | None = None, gzipped: bool = False,
-         timeout: float = 10.0) -> tuple[int, bytes]:
+def post(
+    url: str, body: bytes, *, token: str | None = None, gzipped: bool = False, timeout: float = 10.0
+) -> tuple[int, bytes]:
     headers = {"Content-Type": "application/x-protobuf"}
     if token:
         headers["Authorization"] = f"Bearer {token}"

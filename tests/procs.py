@@ -31,7 +31,9 @@ def wattledger(args: list[str], log: Path, env: dict[str, str] | None = None) ->
     environment = {**os.environ, **(env or {})}
     handle = open(log, "ab")  # noqa: SIM115 - closed when the process is reaped
     return subprocess.Popen(
-        [sys.executable, "-c", MAIN, *args], stdout=handle, stderr=subprocess.STDOUT,
+        [sys.executable, "-c", MAIN, *args],
+        stdout=handle,
+        stderr=subprocess.STDOUT,
         env=environment,
     )
 
@@ -60,8 +62,9 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.05):
 class Collector:
     """``wattledger collector serve`` as a child process."""
 
-    def __init__(self, db_url: str, log: Path, *, port: int | None = None,
-                 args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, db_url: str, log: Path, *, port: int | None = None, args: tuple[str, ...] = ()
+    ) -> None:
         self.db_url = db_url
         self.log = log
         self.port = port or free_port()
@@ -74,8 +77,15 @@ class Collector:
 
     def start(self, ready: bool = True) -> Collector:
         self.proc = wattledger(
-            ["collector", "serve", "--listen", f"127.0.0.1:{self.port}", "--db", self.db_url,
-             *self.args],
+            [
+                "collector",
+                "serve",
+                "--listen",
+                f"127.0.0.1:{self.port}",
+                "--db",
+                self.db_url,
+                *self.args,
+            ],
             self.log,
         )
         if ready:
@@ -134,18 +144,21 @@ class FakeEngine:
         with self._lock:
             self.served.append((self.prompt, self.generation))
             labels = f'engine="0",model_name="{self.model}"'
-            return "\n".join([
-                "# HELP vllm:prompt_tokens_total Number of prefill tokens processed.",
-                "# TYPE vllm:prompt_tokens_total counter",
-                f"vllm:prompt_tokens_total{{{labels}}} {self.prompt}",
-                "# HELP vllm:generation_tokens_total Number of generation tokens processed.",
-                "# TYPE vllm:generation_tokens_total counter",
-                f"vllm:generation_tokens_total{{{labels}}} {self.generation}",
-                "# HELP vllm:request_success_total Count of successfully processed requests.",
-                "# TYPE vllm:request_success_total counter",
-                f'vllm:request_success_total{{{labels},finished_reason="stop"}} {self.requests}',
-                "",
-            ])
+            return "\n".join(
+                [
+                    "# HELP vllm:prompt_tokens_total Number of prefill tokens processed.",
+                    "# TYPE vllm:prompt_tokens_total counter",
+                    f"vllm:prompt_tokens_total{{{labels}}} {self.prompt}",
+                    "# HELP vllm:generation_tokens_total Number of generation tokens processed.",
+                    "# TYPE vllm:generation_tokens_total counter",
+                    f"vllm:generation_tokens_total{{{labels}}} {self.generation}",
+                    "# HELP vllm:request_success_total Count of successfully processed requests.",
+                    "# TYPE vllm:request_success_total counter",
+                    f'vllm:request_success_total{{{labels},finished_reason="stop"}} '
+                    f"{self.requests}",
+                    "",
+                ]
+            )
 
     def close(self) -> None:
         self.server.shutdown()

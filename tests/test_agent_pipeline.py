@@ -29,10 +29,18 @@ class ScriptedGpus:
         observed = self.ledger.observe("gpu|GPU-h100", raw_mj / 1000.0, t_ns)
         return [
             GpuReading(
-                uuid="GPU-h100", index=0, name="NVIDIA H100 80GB HBM3", sku="H100",
-                architecture="hopper", energy_joules=observed.cumulative, energy_source="counter",
-                power_watts=600.0, power_scope="gpu", utilization=0.9,
-                memory_used_bytes=60 * 2**30, memory_total_bytes=80 * 2**30,
+                uuid="GPU-h100",
+                index=0,
+                name="NVIDIA H100 80GB HBM3",
+                sku="H100",
+                architecture="hopper",
+                energy_joules=observed.cumulative,
+                energy_source="counter",
+                power_watts=600.0,
+                power_scope="gpu",
+                utilization=0.9,
+                memory_used_bytes=60 * 2**30,
+                memory_total_bytes=80 * 2**30,
                 energy_start_ns=observed.start_ns,
             )
         ]
@@ -87,10 +95,10 @@ def sums(engine):
 
 
 READINGS = [
-    vllm(5_000, 1_000, started=100.0),   # first sight: a baseline, nothing counted
-    vllm(8_000, 2_000, started=100.0),   # +3,000 / +1,000
-    vllm(500, 300, started=200.0),       # engine restarted: +500 / +300
-    vllm(1_500, 800, started=200.0),     # +1,000 / +500
+    vllm(5_000, 1_000, started=100.0),  # first sight: a baseline, nothing counted
+    vllm(8_000, 2_000, started=100.0),  # +3,000 / +1,000
+    vllm(500, 300, started=200.0),  # engine restarted: +500 / +300
+    vllm(1_500, 800, started=200.0),  # +1,000 / +500
 ]
 
 

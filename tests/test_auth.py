@@ -171,7 +171,9 @@ def test_token_commands_create_list_and_revoke(tmp_path):
     runner = CliRunner()
     assert runner.invoke(cli, ["db", "upgrade", "--db", db]).exit_code == 0
 
-    created = runner.invoke(cli, ["token", "create", "gpu-node-7", "--node", "gpu-node-7", "--db", db])
+    created = runner.invoke(
+        cli, ["token", "create", "gpu-node-7", "--node", "gpu-node-7", "--db", db]
+    )
     listed = runner.invoke(cli, ["token", "list", "--format", "csv", "--db", db])
     revoked = runner.invoke(cli, ["token", "revoke", "gpu-node-7", "--db", db])
     again = runner.invoke(cli, ["token", "revoke", "gpu-node-7", "--db", db])

@@ -24,10 +24,15 @@ def _is_built_string(node: ast.AST) -> bool:
         return True
     if isinstance(node, ast.JoinedStr):
         return True
-    if isinstance(node, ast.BinOp) and (_is_built_string(node.left) or _is_built_string(node.right)):
+    if isinstance(node, ast.BinOp) and (
+        _is_built_string(node.left) or _is_built_string(node.right)
+    ):
         return True
-    return (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-            and node.func.attr == "format")
+    return (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "format"
+    )
 
 
 def _only_constants(node: ast.AST) -> bool:
@@ -39,7 +44,8 @@ def _only_constants(node: ast.AST) -> bool:
 
 def _sqlalchemy_text_imported(tree: ast.AST) -> bool:
     return any(
-        isinstance(n, ast.ImportFrom) and (n.module or "").startswith("sqlalchemy")
+        isinstance(n, ast.ImportFrom)
+        and (n.module or "").startswith("sqlalchemy")
         and any(alias.name == "text" for alias in n.names)
         for n in ast.walk(tree)
     )
@@ -53,11 +59,16 @@ def sql_from_strings(source: str) -> list[int]:
     for node in ast.walk(tree):
         if not isinstance(node, ast.Call):
             continue
-        name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+        name = (
+            node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+        )
         as_text = name == "text" and (sql_text or isinstance(node.func, ast.Attribute))
         built_literal = name == "literal_column" and not all(map(_only_constants, node.args))
-        built_statement = (name in ("execute", "executemany", "executescript") and node.args
-                           and _is_built_string(node.args[0]))
+        built_statement = (
+            name in ("execute", "executemany", "executescript")
+            and node.args
+            and _is_built_string(node.args[0])
+        )
         if name == "exec_driver_sql" or as_text or built_literal or built_statement:
             lines.append(node.lineno)
     return sorted(set(lines))
@@ -91,8 +102,9 @@ def test_sql_in_a_price_key_is_stored_as_data(tmp_path):
     runner = CliRunner()
     runner.invoke(cli, ["db", "upgrade", "--db", db])
 
-    result = runner.invoke(cli, ["price", "set", "--sku", INJECTION, "--usd-per-gpu-hour", "2",
-                                 "--db", db])
+    result = runner.invoke(
+        cli, ["price", "set", "--sku", INJECTION, "--usd-per-gpu-hour", "2", "--db", db]
+    )
 
     assert result.exit_code == 0, result.output
     with open_engine(db).connect() as conn:

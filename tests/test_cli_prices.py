@@ -21,13 +21,33 @@ def run(tmp_path, monkeypatch):
 
 
 def test_set_then_list_prices_as_json(run):
-    assert run("price", "set", "--sku", "H100", "--usd-per-gpu-hour", "2.00", "--from", "2026-11-01").exit_code == 0
-    assert run("price", "set", "--sku", "B200", "--capex-usd", "43800", "--years", "5").exit_code == 0
-    assert run("price", "set", "--site", "default", "--usd-per-kwh", "0.10", "--pue", "1.25").exit_code == 0
+    assert (
+        run(
+            "price", "set", "--sku", "H100", "--usd-per-gpu-hour", "2.00", "--from", "2026-11-01"
+        ).exit_code
+        == 0
+    )
+    assert (
+        run("price", "set", "--sku", "B200", "--capex-usd", "43800", "--years", "5").exit_code == 0
+    )
+    assert (
+        run("price", "set", "--site", "default", "--usd-per-kwh", "0.10", "--pue", "1.25").exit_code
+        == 0
+    )
 
     rows = json.loads(run("price", "list", "--format", "json").output)["rows"]
 
-    assert [(r["scope"], r["key"], r["effective_from"], r["usd_per_gpu_hour"], r["usd_per_kwh"], r["pue"]) for r in rows] == [
+    assert [
+        (
+            r["scope"],
+            r["key"],
+            r["effective_from"],
+            r["usd_per_gpu_hour"],
+            r["usd_per_kwh"],
+            r["pue"],
+        )
+        for r in rows
+    ] == [
         ("site", "default", "2000-01-01T00:00:00Z", None, 0.10, 1.25),
         ("sku", "B200", "2000-01-01T00:00:00Z", 1.0, None, None),  # 43,800 USD over 5 x 8,760 hours
         ("sku", "H100", "2026-11-01T00:00:00Z", 2.00, None, None),
@@ -64,10 +84,14 @@ def test_bad_prices_are_one_line_errors(run, args, message):
 
 def test_import_toml_and_csv(run, tmp_path):
     toml = tmp_path / "prices.toml"
-    toml.write_text('[[sku]]\nsku = "H200"\nusd_per_gpu_hour = 1.41\neffective_from = 2026-10-01\n'
-                    '[[site]]\nsite = "dc1"\nusd_per_kwh = 0.08\npue = 1.3\neffective_from = "2026-10-01"\n')
+    toml.write_text(
+        '[[sku]]\nsku = "H200"\nusd_per_gpu_hour = 1.41\neffective_from = 2026-10-01\n'
+        '[[site]]\nsite = "dc1"\nusd_per_kwh = 0.08\npue = 1.3\neffective_from = "2026-10-01"\n'
+    )
     csv = tmp_path / "prices.csv"
-    csv.write_text("scope,key,effective_from,usd_per_gpu_hour,note\nsku,GB300,2026-10-01,2.65,contract 7\n")
+    csv.write_text(
+        "scope,key,effective_from,usd_per_gpu_hour,note\nsku,GB300,2026-10-01,2.65,contract 7\n"
+    )
 
     assert "imported 2 price entries" in run("price", "import", str(toml)).output
     assert "imported 1 price entries" in run("price", "import", str(csv)).output
@@ -95,7 +119,9 @@ def test_example_tiers_are_applied_only_when_named(run):
 
     run("price", "import", "--example", "hyperscaler", "--from", "2026-01-01")
 
-    rows = {r["key"]: r for r in json.loads(run("price", "list", "--format", "json").output)["rows"]}
+    rows = {
+        r["key"]: r for r in json.loads(run("price", "list", "--format", "json").output)["rows"]
+    }
     assert rows["H200"]["usd_per_gpu_hour"] == 1.41
     assert rows["GB300"]["usd_per_gpu_hour"] == 2.652
     assert rows["H100"]["note"] == "example: InferenceX/SemiAnalysis hyperscaler tier"

@@ -24,8 +24,9 @@ from wattledger.migrations import runner
 def test_listening_beyond_loopback_without_auth_refuses_to_start(tmp_path):
     db = f"sqlite:///{tmp_path / 'w.db'}"
 
-    result = CliRunner().invoke(cli, ["collector", "serve", "--listen", "0.0.0.0:4318", "--no-auth",
-                                      "--db", db])
+    result = CliRunner().invoke(
+        cli, ["collector", "serve", "--listen", "0.0.0.0:4318", "--no-auth", "--db", db]
+    )
 
     assert result.exit_code == 2
     assert "refusing to listen on 0.0.0.0 without authentication" in result.output
@@ -44,8 +45,9 @@ def test_a_database_whose_schema_is_behind_is_refused_with_the_upgrade_command(t
 
 
 def test_tls_needs_both_certificate_and_key(tmp_path):
-    result = CliRunner().invoke(cli, ["collector", "serve", "--tls-cert", "c.pem",
-                                      "--db", f"sqlite:///{tmp_path / 'w.db'}"])
+    result = CliRunner().invoke(
+        cli, ["collector", "serve", "--tls-cert", "c.pem", "--db", f"sqlite:///{tmp_path / 'w.db'}"]
+    )
 
     assert result.exit_code == 2
     assert "give both --tls-cert and --tls-key" in result.output
@@ -76,22 +78,43 @@ def test_readiness_says_when_the_database_is_unreachable():
     assert _readiness(engine)().startswith("database unreachable: ")
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is needed to make a certificate")
+@pytest.mark.skipif(
+    shutil.which("openssl") is None, reason="openssl is needed to make a certificate"
+)
 def test_the_collector_serves_https_with_a_certificate_and_key(tmp_path, sqlite_engine):
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
-         "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key),
-         "-out", str(cert)],
-        check=True, capture_output=True,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
     )
     server = CollectorServer(("127.0.0.1", 0), sqlite_engine, tls=_tls_context(str(cert), str(key)))
     serve_in_thread(server)
     client = ssl.create_default_context(cafile=str(cert))
     body = energy_request("node-a", [("GPU-a", T0 + 60 * S, 100.0)]).SerializeToString()
     try:
-        request = urllib.request.Request(server.url + "/v1/metrics", data=body,
-                                         headers={"Content-Type": "application/x-protobuf"})
+        request = urllib.request.Request(
+            server.url + "/v1/metrics",
+            data=body,
+            headers={"Content-Type": "application/x-protobuf"},
+        )
         with urllib.request.urlopen(request, context=client, timeout=10) as response:
             status = response.status
         with pytest.raises(OSError):
@@ -112,8 +135,9 @@ def test_sigterm_finishes_the_batch_in_flight_then_exits(tmp_path):
     db = f"sqlite:///{tmp_path / 'w.db'}"
     engine = open_engine(db)
     runner.upgrade(engine)
-    collector = Collector(db, tmp_path / "collector.log",
-                          args=("--no-auth", "--max-series-per-node", "100000")).start()
+    collector = Collector(
+        db, tmp_path / "collector.log", args=("--no-auth", "--max-series-per-node", "100000")
+    ).start()
     gpus = [f"GPU-{i:05d}" for i in range(20_000)]
     body = energy_request("node-a", [(g, T0 + 60 * S, 5.0) for g in gpus]).SerializeToString()
 
@@ -144,6 +168,9 @@ def test_sigterm_finishes_the_batch_in_flight_then_exits(tmp_path):
 
 def _busy(collector: Collector) -> str:
     """Whether the collector's process has an established client connection."""
-    out = subprocess.run(["ss", "-tn", "state", "established", f"( sport = :{collector.port} )"],
-                         capture_output=True, text=True).stdout
+    out = subprocess.run(
+        ["ss", "-tn", "state", "established", f"( sport = :{collector.port} )"],
+        capture_output=True,
+        text=True,
+    ).stdout
     return "connection" if str(collector.port) in out else ""

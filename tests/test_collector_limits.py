@@ -8,8 +8,13 @@ from wattledger.collector import otlp
 from wattledger.collector import schema as s
 from wattledger.collector.server import CollectorServer, serve_in_thread
 
-LIMITS = otlp.Limits(max_body_bytes=4096, max_decompressed_bytes=8192, max_points=10,
-                     max_attribute_bytes=64, max_attributes=8)
+LIMITS = otlp.Limits(
+    max_body_bytes=4096,
+    max_decompressed_bytes=8192,
+    max_points=10,
+    max_attribute_bytes=64,
+    max_attributes=8,
+)
 
 
 @pytest.fixture
@@ -95,8 +100,10 @@ def test_a_batch_that_would_give_a_node_too_many_series_is_400_and_nothing_is_st
 
     assert first == 200
     assert status == 400
-    assert reply == (b"node 'node-a' would have 6 series; the limit is 5 per node "
-                     b"(collector option --max-series-per-node)\n")
+    assert reply == (
+        b"node 'node-a' would have 6 series; the limit is 5 per node "
+        b"(collector option --max-series-per-node)\n"
+    )
     assert stored_series(engine) == 3
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(s.deltas)).scalar() == 3

@@ -13,7 +13,9 @@ def write(tmp_path, text):
 
 
 def test_file_values_and_endpoint_tables_are_read(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 db = "sqlite:///x.db"
 [agent]
 node = "gpu-7"
@@ -26,12 +28,17 @@ name = "llama"
 url = "http://127.0.0.1:8000/metrics"
 engine = "vllm"
 gpus = ["0", "1"]
-""")
+""",
+    )
 
     config = load_config(path, environ={})
 
     assert config.db == "sqlite:///x.db"
-    assert (config.agent.node, config.agent.site, config.agent.export_interval_s) == ("gpu-7", "dc1", 30.0)
+    assert (config.agent.node, config.agent.site, config.agent.export_interval_s) == (
+        "gpu-7",
+        "dc1",
+        30.0,
+    )
     assert config.agent.tags == {"team": "search"}
     [endpoint] = config.agent.endpoints
     assert (endpoint.name, endpoint.engine, endpoint.gpus) == ("llama", "vllm", ["0", "1"])
@@ -40,13 +47,16 @@ gpus = ["0", "1"]
 def test_environment_overrides_the_file(tmp_path):
     path = write(tmp_path, '[agent]\nnode = "from-file"\n')
 
-    config = load_config(path, environ={
-        "WATTLEDGER_AGENT_NODE": "from-env",
-        "WATTLEDGER_AGENT_SAMPLE_INTERVAL_S": "0.5",
-        "WATTLEDGER_AGENT_TAGS": "team=ads,tier=gold",
-        "WATTLEDGER_DB": "postgresql://x@y/z",
-        "WATTLEDGER_COLLECTOR_ALLOW_UNAUTHENTICATED_REMOTE": "yes",
-    })
+    config = load_config(
+        path,
+        environ={
+            "WATTLEDGER_AGENT_NODE": "from-env",
+            "WATTLEDGER_AGENT_SAMPLE_INTERVAL_S": "0.5",
+            "WATTLEDGER_AGENT_TAGS": "team=ads,tier=gold",
+            "WATTLEDGER_DB": "postgresql://x@y/z",
+            "WATTLEDGER_COLLECTOR_ALLOW_UNAUTHENTICATED_REMOTE": "yes",
+        },
+    )
 
     assert config.agent.node == "from-env"
     assert config.agent.sample_interval_s == 0.5
@@ -67,12 +77,24 @@ def test_no_file_at_the_default_place_means_defaults(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("[agent]\nsmaple_interval_s = 1\n", "unknown setting agent.smaple_interval_s; did you mean agent.sample_interval_s?"),
-        ("[agent]\nexport_interval_s = \"often\"\n", "agent.export_interval_s should be float, not 'often'"),
+        (
+            "[agent]\nsmaple_interval_s = 1\n",
+            "unknown setting agent.smaple_interval_s; did you mean agent.sample_interval_s?",
+        ),
+        (
+            '[agent]\nexport_interval_s = "often"\n',
+            "agent.export_interval_s should be float, not 'often'",
+        ),
         ("[agent]\nsample_interval_s = 0\n", "agent.sample_interval_s must be above zero"),
-        ("[[agent.endpoints]]\nname = \"a\"\n", "agent.endpoints[0] needs a 'url'"),
-        ("[[agent.endpoints]]\nname = \"a\"\nurl = \"http://x/metrics\"\nengine = \"vlm\"\n", "engine 'vlm' is unknown"),
-        ("[[agent.endpoints]]\nname = \"a\"\nurl = \"x:8000\"\n", "url must start with http:// or https://"),
+        ('[[agent.endpoints]]\nname = "a"\n', "agent.endpoints[0] needs a 'url'"),
+        (
+            '[[agent.endpoints]]\nname = "a"\nurl = "http://x/metrics"\nengine = "vlm"\n',
+            "engine 'vlm' is unknown",
+        ),
+        (
+            '[[agent.endpoints]]\nname = "a"\nurl = "x:8000"\n',
+            "url must start with http:// or https://",
+        ),
         ("[agent\n", "is not valid TOML"),
         ("[reprt]\n", "unknown setting reprt; did you mean report?"),
     ],
@@ -88,7 +110,9 @@ def test_mistakes_are_one_line_errors_that_name_the_setting(tmp_path, text, mess
 
 
 def test_a_bad_environment_value_names_the_variable(tmp_path):
-    with pytest.raises(ConfigError, match="WATTLEDGER_AGENT_EXPORT_INTERVAL_S='soon' is not a valid float"):
+    with pytest.raises(
+        ConfigError, match="WATTLEDGER_AGENT_EXPORT_INTERVAL_S='soon' is not a valid float"
+    ):
         load_config(write(tmp_path, ""), environ={"WATTLEDGER_AGENT_EXPORT_INTERVAL_S": "soon"})
 
 

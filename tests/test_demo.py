@@ -94,6 +94,7 @@ def test_every_export_reached_the_collector_and_nothing_was_rejected(three_hours
 
 # --- the report -------------------------------------------------------------------------------
 
+
 def rows_by_key(outcome) -> dict[tuple[str, str], dict]:
     return {(row["architecture"], row["model"]): row for row in outcome.report.rows}
 
@@ -102,8 +103,12 @@ def test_report_has_both_architectures_both_models_and_the_spares(three_hours):
     rows = rows_by_key(three_hours)
 
     assert set(rows) == {
-        ("hopper", GPT_OSS), ("hopper", DEEPSEEK_R1), ("hopper", "(no endpoint)"),
-        ("blackwell", GPT_OSS), ("blackwell", DEEPSEEK_R1), ("blackwell", "(no endpoint)"),
+        ("hopper", GPT_OSS),
+        ("hopper", DEEPSEEK_R1),
+        ("hopper", "(no endpoint)"),
+        ("blackwell", GPT_OSS),
+        ("blackwell", DEEPSEEK_R1),
+        ("blackwell", "(no endpoint)"),
     }
     assert rows[("hopper", GPT_OSS)]["input_tokens"] == 6_496_200
     assert rows[("blackwell", GPT_OSS)]["output_tokens"] == 146_248_200
@@ -133,6 +138,7 @@ def test_report_dollars_by_hand(three_hours):
 
 # --- the pages are read by the agent's engine readers ------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("endpoint", "engine", "role"),
     [
@@ -156,8 +162,10 @@ def test_each_page_is_read_as_its_engine_with_the_simulated_counts(endpoint, eng
     expected = counted(role, worker_counts(node, deployment, worker, started, DAY + 3600)[0][1])
     engines = len(worker_counts(node, deployment, worker, started, DAY + 3600))
     model = reading.models[deployment.model]
-    values = {name: getattr(model, name).value if getattr(model, name) else 0 for name in
-              ("input_tokens", "input_cached_tokens", "output_tokens", "requests")}
+    values = {
+        name: getattr(model, name).value if getattr(model, name) else 0
+        for name in ("input_tokens", "input_cached_tokens", "output_tokens", "requests")
+    }
     assert values == {
         "input_tokens": expected.input * engines,
         "input_cached_tokens": expected.cached * engines,
@@ -167,6 +175,7 @@ def test_each_page_is_read_as_its_engine_with_the_simulated_counts(endpoint, eng
 
 
 # --- the command ------------------------------------------------------------------------------
+
 
 def run_demo(*args: str):
     return CliRunner(env=WIDE).invoke(cli, ["demo", "--quiet", *args])
@@ -181,9 +190,14 @@ def test_command_says_simulated_lists_sources_and_reports(tmp_path):
     out = result.output
     assert "This fleet is SIMULATED" in out
     assert "Figures and sources" in out
-    for source in ("utkuozdemir/nvidia_gpu_exporter", "NVIDIA/k8s-test-infra", "InferenceX",
-                   "NVIDIA blog, DeepSeek-R1 on HGX H200", "ASSUMED: 90% of the 1000 W",
-                   "Uptime Institute"):
+    for source in (
+        "utkuozdemir/nvidia_gpu_exporter",
+        "NVIDIA/k8s-test-infra",
+        "InferenceX",
+        "NVIDIA blog, DeepSeek-R1 on HGX H200",
+        "ASSUMED: 90% of the 1000 W",
+        "Uptime Institute",
+    ):
         assert source in out
     assert "Cost per million tokens by architecture and model (simulated fleet)" in out
     assert "Check: the database holds exactly what the simulation did" in out
@@ -246,9 +260,12 @@ def test_bad_options_are_one_line_errors(tmp_path):
 
 # --- a whole day ------------------------------------------------------------------------------
 
+
 @pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get("WATTLEDGER_SLOW"),
-                    reason="a simulated day takes about 25 s here; set WATTLEDGER_SLOW=1")
+@pytest.mark.skipif(
+    not os.environ.get("WATTLEDGER_SLOW"),
+    reason="a simulated day takes about 25 s here; set WATTLEDGER_SLOW=1",
+)
 def test_a_whole_day_is_stored_exactly(tmp_path: Path):
     prices = store.demo_prices("hyperscaler", 0.08, 1.58, SITE, DAY)
 

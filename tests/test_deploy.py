@@ -35,7 +35,9 @@ def by_kind(kind: str) -> dict:
     return document
 
 
-@pytest.mark.parametrize("name, document", list(manifests()), ids=lambda v: v if isinstance(v, str) else "")
+@pytest.mark.parametrize(
+    "name, document", list(manifests()), ids=lambda v: v if isinstance(v, str) else ""
+)
 def test_each_manifest_is_valid_against_the_kubernetes_schema(name, document):
     kubernetes_validate = pytest.importorskip("kubernetes_validate")
 
@@ -54,8 +56,9 @@ def test_the_schema_check_fails_on_a_misspelt_field():
 def test_the_kustomization_lists_every_manifest():
     listed = yaml.safe_load((KUBERNETES / "kustomization.yaml").read_text())["resources"]
 
-    assert sorted(listed) == sorted(p.name for p in KUBERNETES.glob("*.yaml")
-                                    if p.name != "kustomization.yaml")
+    assert sorted(listed) == sorted(
+        p.name for p in KUBERNETES.glob("*.yaml") if p.name != "kustomization.yaml"
+    )
 
 
 def test_the_agent_daemonset_names_its_node_reads_gpus_and_holds_no_privilege():
@@ -81,8 +84,10 @@ def test_the_collector_is_probed_on_health_and_readiness_and_reads_its_secret():
     assert collector["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert collector["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert "--no-auth" not in collector["args"]
-    assert collector["env"][0]["valueFrom"]["secretKeyRef"] == {"name": "wattledger-tokens",
-                                                                "key": "database-url"}
+    assert collector["env"][0]["valueFrom"]["secretKeyRef"] == {
+        "name": "wattledger-tokens",
+        "key": "database-url",
+    }
     assert set(by_kind("Secret")["stringData"]) == {"agent.token", "database-url"}
     assert by_kind("Service")["spec"]["ports"][0]["port"] == 4318
 
@@ -131,10 +136,16 @@ def test_the_dashboard_file_is_what_its_builder_writes():
 
 def grafana_sql(sql: str, since: int, until: int) -> str:
     """Expand the Grafana macros the panels use, as Grafana's PostgreSQL source does."""
-    sql = re.sub(r"\$__unixEpochFilter\(([^)]+)\)",
-                 lambda m: f"{m.group(1)} >= {since} AND {m.group(1)} <= {until}", sql)
-    sql = re.sub(r"\$__unixEpochGroupAlias\(([^,]+),\s*1h\)",
-                 lambda m: f'floor({m.group(1)} / 3600) * 3600 AS "time"', sql)
+    sql = re.sub(
+        r"\$__unixEpochFilter\(([^)]+)\)",
+        lambda m: f"{m.group(1)} >= {since} AND {m.group(1)} <= {until}",
+        sql,
+    )
+    sql = re.sub(
+        r"\$__unixEpochGroupAlias\(([^,]+),\s*1h\)",
+        lambda m: f'floor({m.group(1)} / 3600) * 3600 AS "time"',
+        sql,
+    )
     assert "$__" not in sql
     return sql
 
@@ -146,16 +157,39 @@ def one_h100_hour():
     points = []
     for minute in range(1, 61):
         t = HOUR * S + minute * 60 * S
-        points.append(Point(c.METRIC_ENERGY, COUNTER, resource, gpu, HOUR * S, t, 36_000.0 * minute))
-        base = {c.ATTR_ENDPOINT: "serve", c.ATTR_ENGINE: "vllm", c.ATTR_MODEL: "model-x",
-                c.ATTR_GPU_IDS: ("GPU-h100",)}
+        points.append(
+            Point(c.METRIC_ENERGY, COUNTER, resource, gpu, HOUR * S, t, 36_000.0 * minute)
+        )
+        base = {
+            c.ATTR_ENDPOINT: "serve",
+            c.ATTR_ENGINE: "vllm",
+            c.ATTR_MODEL: "model-x",
+            c.ATTR_GPU_IDS: ("GPU-h100",),
+        }
         for token_type, per_minute in (("input", 50_000.0), ("output", 50_000.0 / 3)):
-            points.append(Point(c.METRIC_TOKENS, COUNTER, resource,
-                                {**base, c.ATTR_TOKEN_TYPE: token_type}, HOUR * S, t,
-                                per_minute * minute))
+            points.append(
+                Point(
+                    c.METRIC_TOKENS,
+                    COUNTER,
+                    resource,
+                    {**base, c.ATTR_TOKEN_TYPE: token_type},
+                    HOUR * S,
+                    t,
+                    per_minute * minute,
+                )
+            )
         for phase, per_minute in (("prefill", 15.0), ("decode", 45.0)):
-            points.append(Point(c.METRIC_PHASE_TIME, COUNTER, resource,
-                                {**base, c.ATTR_PHASE: phase}, HOUR * S, t, per_minute * minute))
+            points.append(
+                Point(
+                    c.METRIC_PHASE_TIME,
+                    COUNTER,
+                    resource,
+                    {**base, c.ATTR_PHASE: phase},
+                    HOUR * S,
+                    t,
+                    per_minute * minute,
+                )
+            )
     return points
 
 
@@ -166,8 +200,13 @@ def populated_postgres(request):
     engine = request.getfixturevalue("_pg_engine")
     _truncate_all(engine)
     Ingestor(engine).ingest(one_h100_hour())
-    set_prices(engine, [PriceEntry("sku", "H100", 0, usd_per_gpu_hour=2.00),
-                        PriceEntry("site", "default", 0, usd_per_kwh=0.10, pue=1.25)])
+    set_prices(
+        engine,
+        [
+            PriceEntry("sku", "H100", 0, usd_per_gpu_hour=2.00),
+            PriceEntry("site", "default", 0, usd_per_kwh=0.10, pue=1.25),
+        ],
+    )
     refresh(engine)
     return engine
 
@@ -183,7 +222,8 @@ def panel_rows(engine, title: str) -> list[tuple]:
 @pytest.mark.postgres
 def test_dashboard_usd_per_million_tokens_matches_the_worked_example(populated_postgres):
     [(model, architecture, usd_per_mtok, tokens)] = panel_rows(
-        populated_postgres, "USD per million tokens by model and architecture")
+        populated_postgres, "USD per million tokens by model and architecture"
+    )
 
     assert (model, architecture) == ("model-x", "hopper")
     assert usd_per_mtok == pytest.approx(0.51875, abs=1e-9)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from wattledger.agent.engines.read import read_payload
 from wattledger.agent.engines.roles import apply_role
 from wattledger.agent.ledger import CounterLedger

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import pytest
 from click.testing import CliRunner
 from conftest import corpus_file
+
 from wattledger.agent.engines.read import read_payload
 from wattledger.cli.probe import probe_command
 

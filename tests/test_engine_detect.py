@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+
 from wattledger.agent.engines.errors import UnknownEngine
 from wattledger.agent.engines.read import read_payload
-
 from wattledger.errors import ConfigError
 
 

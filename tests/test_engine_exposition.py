@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+
 from wattledger.agent.engines.errors import EmptyPayload
 from wattledger.agent.engines.exposition import parse_exposition
 from wattledger.agent.engines.read import read_payload

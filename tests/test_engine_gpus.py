@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+
 from wattledger.agent.engines.gpus import gpus_for_port, listening_pids
 
 LISTEN_AND_WAIT = (

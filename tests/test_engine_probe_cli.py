@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 from click.testing import CliRunner
 from conftest import corpus_file
+
 from wattledger.cli.probe import discover_command, probe_command
 
 FIXTURES = Path(__file__).parent / "fixtures" / "engines"

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+
 from wattledger.agent.engines.reading import EngineReading, ModelReading, Quantity
 from wattledger.agent.engines.roles import apply_role
-
 from wattledger.errors import ConfigError
 
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from conftest import corpus_file
+
 from wattledger.agent.engines.errors import EmptyPayload, ScrapeError, Unreachable
 from wattledger.agent.engines.scrape import EndpointScraper, EndpointSpec, fetch
 from wattledger.cli.probe import discover_command, probe_command
-
 from wattledger.errors import ConfigError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "engines"

@@ -15,9 +15,18 @@ from wattledger.agent.engines import fetch, read_payload
 def vllm_registry() -> CollectorRegistry:
     registry = CollectorRegistry()
     labels = ["engine", "model_name"]
-    prompt = Counter("vllm:prompt_tokens", "Number of prefill tokens processed.", labels, registry=registry)
-    generated = Counter("vllm:generation_tokens", "Number of generation tokens processed.", labels, registry=registry)
-    prefill = Histogram("vllm:request_prefill_time_seconds", "Prefill time.", labels, registry=registry)
+    prompt = Counter(
+        "vllm:prompt_tokens", "Number of prefill tokens processed.", labels, registry=registry
+    )
+    generated = Counter(
+        "vllm:generation_tokens",
+        "Number of generation tokens processed.",
+        labels,
+        registry=registry,
+    )
+    prefill = Histogram(
+        "vllm:request_prefill_time_seconds", "Prefill time.", labels, registry=registry
+    )
     prompt.labels("0", "llama").inc(1200)
     generated.labels("0", "llama").inc(345)
     prefill.labels("0", "llama").observe(0.25)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from wattledger.agent.engines.resolve import sample_names, wanted
 from wattledger.agent.engines.tables import (
     ALL_TABLES,
@@ -16,7 +17,6 @@ from wattledger.agent.engines.tables import (
     TRTLLM,
     VLLM,
 )
-
 from wattledger.contract import ENGINES
 
 

@@ -141,8 +141,9 @@ def test_the_spool_disk_fills_up_during_an_outage(tmp_path, sqlite_store):
     scene = Scene(tmp_path, url, engine, spool_max_mb=64)
     state = scene.node.state_dir
     state.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(state)],
-                             capture_output=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(state)], capture_output=True
+    )
     if mounted.returncode != 0:
         scene.close()
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
@@ -205,8 +206,9 @@ class LoadNode:
         t, total = 0, 0.0
         while not self._stop:
             t, total = t + 1, total + 250.0
-            body = energy_request("load-node", [(f"GPU-load-{i}", T0 + t * S, total)
-                                                for i in range(50)]).SerializeToString()
+            body = energy_request(
+                "load-node", [(f"GPU-load-{i}", T0 + t * S, total) for i in range(50)]
+            ).SerializeToString()
             while not self._stop:
                 try:
                     status, _ = post(self.url, body, token=self.token, timeout=10)

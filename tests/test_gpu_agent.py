@@ -1,5 +1,6 @@
 """The GPU monitor as the agent runner's GPU source: what reaches the wire contract."""
 
+from wattledger import contract as c
 from wattledger.agent.gpu.boards import GB200, H100_SXM
 from wattledger.agent.gpu.fake import FakeNvml, ManualClock
 from wattledger.agent.gpu.monitor import GpuMonitor
@@ -7,8 +8,6 @@ from wattledger.agent.gpu.nvml import open_nvml
 from wattledger.agent.ledger import CounterLedger
 from wattledger.agent.runner import Agent, Intervals
 from wattledger.agent.telemetry import AgentTelemetry, build_resource
-
-from wattledger import contract as c
 
 S = 1_000_000_000
 T0 = 1_764_000_000

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 from conftest import corpus_file
+
 from wattledger.agent.gpu.boards import (
     A800,
     A800_MIG_LAYOUT,

@@ -1,6 +1,7 @@
 """Power integration, the counter cross-check, power curves and MIG shares."""
 
 import pytest
+
 from wattledger.agent.gpu.energy import CrossCheck, PowerIntegrator
 from wattledger.agent.gpu.mig import MigSlot, mig_shares
 from wattledger.agent.gpu.power_curve import PowerCurve

@@ -7,6 +7,7 @@ import threading
 import time
 
 import pytest
+
 from wattledger.agent.gpu.boards import A800, GB200, GB300, GH200, H100_SXM
 from wattledger.agent.gpu.fake import FakeNvml, ManualClock
 from wattledger.agent.gpu.monitor import GpuMonitor

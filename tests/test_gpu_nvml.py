@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pynvml
 import pytest
+
 from wattledger.agent.gpu import nvml as nvml_module
 from wattledger.agent.gpu.boards import GB200, H100_SXM, PROFILES
 from wattledger.agent.gpu.fake import FakeNvml, ManualClock, fake_from_spec
@@ -18,7 +19,6 @@ from wattledger.agent.gpu.nvml import (
     open_nvml,
 )
 from wattledger.agent.gpu.sku import architecture_name, normalise_sku
-
 from wattledger.errors import ConfigError, NvmlUnavailable
 
 

@@ -2,6 +2,7 @@
 
 import pynvml
 import pytest
+
 from wattledger.agent.gpu.sku import architecture_name, mig_slices, normalise_sku, parse_mig_profile
 
 

@@ -4,6 +4,7 @@ import threading
 import time
 
 import pytest
+
 from wattledger.agent.gpu.worker import HUNG, SKIPPED, CallWorker, StepFailed
 
 

@@ -113,10 +113,16 @@ def test_delta_temporality_points_are_stored_as_sent(engine):
 
 
 def test_an_interval_across_an_hour_is_split_in_proportion_to_time(engine):
-    Ingestor(engine).ingest([energy(3000, 0.0, start_s=3000), energy(4200, 1_200_000.0, start_s=3000)])
+    Ingestor(engine).ingest(
+        [energy(3000, 0.0, start_s=3000), energy(4200, 1_200_000.0, start_s=3000)]
+    )
 
     rows = stored(
-        engine, s.rollup_hourly, s.rollup_hourly.c.hour, s.rollup_hourly.c.value, s.rollup_hourly.c.seconds
+        engine,
+        s.rollup_hourly,
+        s.rollup_hourly.c.hour,
+        s.rollup_hourly.c.value,
+        s.rollup_hourly.c.seconds,
     )
     hour0 = T0 // S
     assert rows == [(hour0, 600_000.0, 600.0), (hour0 + 3600, 600_000.0, 600.0)]
@@ -125,17 +131,24 @@ def test_an_interval_across_an_hour_is_split_in_proportion_to_time(engine):
 def test_active_seconds_count_only_intervals_in_which_the_counter_grew(engine):
     Ingestor(engine).ingest([tokens(60, 100.0), tokens(120, 100.0), tokens(180, 250.0)])
 
-    rows = stored(engine, s.rollup_hourly, s.rollup_hourly.c.seconds, s.rollup_hourly.c.active_seconds)
+    rows = stored(
+        engine, s.rollup_hourly, s.rollup_hourly.c.seconds, s.rollup_hourly.c.active_seconds
+    )
     assert rows == [(180.0, 120.0)]
 
 
 def test_gauges_are_samples_and_their_hour_holds_sum_and_count(engine):
-    power = [Point(c.METRIC_POWER, GAUGE, RESOURCE, GPU, None, T0 + t * S, w) for t, w in ((10, 600.0), (20, 300.0))]
+    power = [
+        Point(c.METRIC_POWER, GAUGE, RESOURCE, GPU, None, T0 + t * S, w)
+        for t, w in ((10, 600.0), (20, 300.0))
+    ]
 
     Ingestor(engine).ingest(power + power)
 
     assert stored(engine, s.gauge_samples, s.gauge_samples.c.value) == [(300.0,), (600.0,)]
-    assert stored(engine, s.rollup_hourly, s.rollup_hourly.c.value, s.rollup_hourly.c.samples) == [(900.0, 2)]
+    assert stored(engine, s.rollup_hourly, s.rollup_hourly.c.value, s.rollup_hourly.c.samples) == [
+        (900.0, 2)
+    ]
 
 
 def test_dimensions_are_recorded_from_the_points(engine):
@@ -145,7 +158,13 @@ def test_dimensions_are_recorded_from_the_points(engine):
         gpu = conn.execute(select(s.gpus)).one()
         endpoint = conn.execute(select(s.endpoints)).one()
         link = conn.execute(select(s.endpoint_gpus)).one()
-    assert (gpu.uuid, gpu.node, gpu.sku, gpu.architecture, gpu.site) == ("GPU-aaaa", "node-a", "H100", "hopper", "dc1")
+    assert (gpu.uuid, gpu.node, gpu.sku, gpu.architecture, gpu.site) == (
+        "GPU-aaaa",
+        "node-a",
+        "H100",
+        "hopper",
+        "dc1",
+    )
     assert gpu.tags == '{"team": "search"}'
     assert (endpoint.name, endpoint.engine, endpoint.role) == ("vllm-0", "vllm", "aggregated")
     assert (link.endpoint_id, link.gpu_uuid) == (endpoint.id, "GPU-aaaa")
@@ -155,8 +174,15 @@ def test_changing_the_gpu_list_of_an_endpoint_does_not_start_a_new_series(engine
     ingestor = Ingestor(engine)
     ingestor.ingest([tokens(60, 100.0)])
     moved = tokens(120, 150.0)
-    moved = Point(moved.metric, moved.kind, moved.resource, {**moved.attrs, c.ATTR_GPU_IDS: ("GPU-bbbb",)},
-                  moved.start_ns, moved.t_ns, moved.value)
+    moved = Point(
+        moved.metric,
+        moved.kind,
+        moved.resource,
+        {**moved.attrs, c.ATTR_GPU_IDS: ("GPU-bbbb",)},
+        moved.start_ns,
+        moved.t_ns,
+        moved.value,
+    )
 
     ingestor.ingest([moved])
 
@@ -179,7 +205,8 @@ def test_invalid_points_are_rejected_and_the_rest_is_stored(engine):
         "hw.energy point has no hw.id attribute",
         "hw.power has a non-finite value nan",
         "hw.energy is a counter but has a negative value -1.0",
-        "wattledger.engine.tokens has gen_ai.token.type='reasoning'; expected input, input_cached, output",
+        "wattledger.engine.tokens has gen_ai.token.type='reasoning'; "
+        "expected input, input_cached, output",
     ]
     assert total(engine, s.deltas.c.value) == 42.0
 
@@ -193,11 +220,22 @@ def test_a_token_limited_to_some_nodes_cannot_write_for_others(engine):
 
 def test_rollups_rebuilt_from_rows_equal_the_ones_kept_at_ingest(engine):
     Ingestor(engine).ingest(
-        [energy(3000, 0.0, start_s=3000), energy(4200, 1_200_000.0, start_s=3000), tokens(60, 10.0), tokens(120, 30.0)]
+        [
+            energy(3000, 0.0, start_s=3000),
+            energy(4200, 1_200_000.0, start_s=3000),
+            tokens(60, 10.0),
+            tokens(120, 30.0),
+        ]
         + [Point(c.METRIC_POWER, GAUGE, RESOURCE, GPU, None, T0 + 10 * S, 600.0)]
     )
-    columns = (s.rollup_hourly.c.series_id, s.rollup_hourly.c.hour, s.rollup_hourly.c.value,
-               s.rollup_hourly.c.seconds, s.rollup_hourly.c.active_seconds, s.rollup_hourly.c.samples)
+    columns = (
+        s.rollup_hourly.c.series_id,
+        s.rollup_hourly.c.hour,
+        s.rollup_hourly.c.value,
+        s.rollup_hourly.c.seconds,
+        s.rollup_hourly.c.active_seconds,
+        s.rollup_hourly.c.samples,
+    )
     kept = stored(engine, s.rollup_hourly, *columns)
 
     rebuild(engine)

@@ -135,5 +135,10 @@ def test_saved_state_is_plain_json(tmp_path):
     document = json.loads(path.read_text())
 
     assert document["series"]["k"] == {
-        "cumulative": 0.0, "last_raw": 1.0, "last_ns": 5, "start_ns": 5, "marker": None, "resets": 0,
+        "cumulative": 0.0,
+        "last_raw": 1.0,
+        "last_ns": 5,
+        "start_ns": 5,
+        "marker": None,
+        "resets": 0,
     }

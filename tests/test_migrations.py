@@ -22,8 +22,9 @@ def empty_store(request, tmp_path):
         engine.dispose()
         return
     admin_url = request.getfixturevalue("pg_url")
-    admin = create_engine(admin_url.replace("postgresql://", "postgresql+psycopg://", 1),
-                          isolation_level="AUTOCOMMIT")
+    admin = create_engine(
+        admin_url.replace("postgresql://", "postgresql+psycopg://", 1), isolation_level="AUTOCOMMIT"
+    )
     name = f"migrations_{abs(hash(request.node.name)) % 10**8}"
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
@@ -40,11 +41,15 @@ def populate(engine) -> None:
     """Rows in the tables every revision has, written as the first revision knew them."""
     resource = {c.RES_NODE: "node-a"}
     gpu = {c.ATTR_HW_ID: "GPU-a", c.ATTR_SKU: "H100"}
-    points = [Point(c.METRIC_ENERGY, COUNTER, resource, gpu, T0, T0 + t * S, 600.0 * t)
-              for t in (60, 120)]
+    points = [
+        Point(c.METRIC_ENERGY, COUNTER, resource, gpu, T0, T0 + t * S, 600.0 * t) for t in (60, 120)
+    ]
     with engine.begin() as conn:
-        conn.execute(s.api_tokens.insert().values(
-            name="old", token_hash="sha256:" + "ab" * 32, nodes=None, created_ns=T0))
+        conn.execute(
+            s.api_tokens.insert().values(
+                name="old", token_hash="sha256:" + "ab" * 32, nodes=None, created_ns=T0
+            )
+        )
     # The ingest writes only columns of revision 0001.
     Ingestor(engine).ingest(points, token_id=1)
 

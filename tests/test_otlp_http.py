@@ -24,33 +24,49 @@ T0 = 1_764_000_000 * S
 
 def request_with_energy(joules: float, t_s: int = 60) -> ExportMetricsServiceRequest:
     document = {
-        "resourceMetrics": [{
-            "resource": {"attributes": [{"key": "wattledger.node", "value": {"stringValue": "node-a"}}]},
-            "scopeMetrics": [{
-                "scope": {"name": "test"},
-                "metrics": [{
-                    "name": c.METRIC_ENERGY,
-                    "unit": "J",
-                    "sum": {
-                        "aggregationTemporality": 2,
-                        "isMonotonic": True,
-                        "dataPoints": [{
-                            "attributes": [{"key": "hw.id", "value": {"stringValue": "GPU-1"}}],
-                            "startTimeUnixNano": str(T0),
-                            "timeUnixNano": str(T0 + t_s * S),
-                            "asDouble": joules,
-                        }],
-                    },
-                }],
-            }],
-        }]
+        "resourceMetrics": [
+            {
+                "resource": {
+                    "attributes": [{"key": "wattledger.node", "value": {"stringValue": "node-a"}}]
+                },
+                "scopeMetrics": [
+                    {
+                        "scope": {"name": "test"},
+                        "metrics": [
+                            {
+                                "name": c.METRIC_ENERGY,
+                                "unit": "J",
+                                "sum": {
+                                    "aggregationTemporality": 2,
+                                    "isMonotonic": True,
+                                    "dataPoints": [
+                                        {
+                                            "attributes": [
+                                                {"key": "hw.id", "value": {"stringValue": "GPU-1"}}
+                                            ],
+                                            "startTimeUnixNano": str(T0),
+                                            "timeUnixNano": str(T0 + t_s * S),
+                                            "asDouble": joules,
+                                        }
+                                    ],
+                                },
+                            }
+                        ],
+                    }
+                ],
+            }
+        ]
     }
     return json_format.ParseDict(document, ExportMetricsServiceRequest())
 
 
 @pytest.fixture
 def collector(sqlite_engine):
-    server = CollectorServer(("127.0.0.1", 0), sqlite_engine, limits=otlp.Limits(max_body_bytes=64 * 1024, max_decompressed_bytes=1024 * 1024))
+    server = CollectorServer(
+        ("127.0.0.1", 0),
+        sqlite_engine,
+        limits=otlp.Limits(max_body_bytes=64 * 1024, max_decompressed_bytes=1024 * 1024),
+    )
     serve_in_thread(server)
     yield server
     server.stop()
@@ -60,7 +76,9 @@ def post(server, body: bytes, content_type: str, encoding: str | None = None):
     headers = {"Content-Type": content_type}
     if encoding:
         headers["Content-Encoding"] = encoding
-    req = urllib.request.Request(server.url + "/v1/metrics", data=body, headers=headers, method="POST")
+    req = urllib.request.Request(
+        server.url + "/v1/metrics", data=body, headers=headers, method="POST"
+    )
     try:
         with urllib.request.urlopen(req, timeout=10) as response:
             return response.status, response.read(), response.headers.get("Content-Type")
@@ -102,17 +120,30 @@ def test_rejected_points_come_back_as_partial_success(collector, sqlite_engine):
 @pytest.mark.parametrize(
     ("body", "content_type", "encoding", "status", "message"),
     [
-        (b"\xff\xff\xff", "application/x-protobuf", None, 400, "body is not an OTLP protobuf metrics request"),
+        (
+            b"\xff\xff\xff",
+            "application/x-protobuf",
+            None,
+            400,
+            "body is not an OTLP protobuf metrics request",
+        ),
         (b"{not json", "application/json", None, 400, "body is not an OTLP JSON metrics request"),
         (b"plain", "text/plain", None, 415, "Content-Type 'text/plain' is not supported"),
         (b"\x1f\x8bnot gzip", "application/x-protobuf", "gzip", 400, "body is not valid gzip"),
         (b"x" * (64 * 1024 + 1), "application/x-protobuf", None, 413, "exceeds 65536 bytes"),
-        (gzip.compress(b"\0" * (2 * 1024 * 1024)), "application/x-protobuf", "gzip", 413, "expands beyond"),
+        (
+            gzip.compress(b"\0" * (2 * 1024 * 1024)),
+            "application/x-protobuf",
+            "gzip",
+            413,
+            "expands beyond",
+        ),
         (b"x", "application/x-protobuf", "br", 415, "Content-Encoding 'br' is not supported"),
     ],
 )
-def test_bad_bodies_get_a_one_line_reason_and_change_nothing(collector, sqlite_engine, body, content_type,
-                                                             encoding, status, message):
+def test_bad_bodies_get_a_one_line_reason_and_change_nothing(
+    collector, sqlite_engine, body, content_type, encoding, status, message
+):
     got_status, got_body, got_type = post(collector, body, content_type, encoding)
 
     assert got_status == status

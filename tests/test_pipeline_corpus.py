@@ -11,9 +11,9 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from conftest import corpus_file
 from sqlalchemy import func, select
 
-from conftest import corpus_file
 from wattledger import contract as c
 from wattledger.agent.endpoints import ScrapedEndpoint
 from wattledger.agent.ledger import CounterLedger
@@ -65,13 +65,17 @@ def engine_server():
     server.server_close()
 
 
-def test_tokens_from_a_served_corpus_page_reach_the_database(engine_server, sqlite_engine, tmp_path):
+def test_tokens_from_a_served_corpus_page_reach_the_database(
+    engine_server, sqlite_engine, tmp_path
+):
     http, page = engine_server
     collector = CollectorServer(("127.0.0.1", 0), sqlite_engine)
     serve_in_thread(collector)
     sink = OtlpSink(collector.url + "/v1/metrics")
     endpoint = ScrapedEndpoint(
-        EndpointConfig(name="sglang-8b", url=f"http://127.0.0.1:{http.server_port}/metrics", gpus=["GPU-x"])
+        EndpointConfig(
+            name="sglang-8b", url=f"http://127.0.0.1:{http.server_port}/metrics", gpus=["GPU-x"]
+        )
     )
     agent = Agent(
         telemetry=AgentTelemetry(build_resource("node-a"), sink),

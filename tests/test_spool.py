@@ -160,8 +160,14 @@ class FlakyCollector:
 
 @pytest.mark.parametrize(
     "status, outcome",
-    [(200, Delivery.DELIVERED), (503, Delivery.RETRY), (429, Delivery.RETRY),
-     (401, Delivery.RETRY), (400, Delivery.REFUSED), (413, Delivery.REFUSED)],
+    [
+        (200, Delivery.DELIVERED),
+        (503, Delivery.RETRY),
+        (429, Delivery.RETRY),
+        (401, Delivery.RETRY),
+        (400, Delivery.REFUSED),
+        (413, Delivery.REFUSED),
+    ],
 )
 def test_the_sink_classifies_the_collectors_answers(status, outcome):
     collector = FlakyCollector([status])

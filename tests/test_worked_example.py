@@ -27,7 +27,12 @@ T0 = HOUR * S
 def one_gpu_hour(node, uuid, sku, arch, watts, input_per_s, output_per_s):
     """Points of one GPU and its endpoint, once a minute for exactly one hour."""
     resource = {c.RES_NODE: node}
-    gpu = {c.ATTR_HW_ID: uuid, c.ATTR_SKU: sku, c.ATTR_ARCHITECTURE: arch, c.ATTR_HW_NAME: f"NVIDIA {sku}"}
+    gpu = {
+        c.ATTR_HW_ID: uuid,
+        c.ATTR_SKU: sku,
+        c.ATTR_ARCHITECTURE: arch,
+        c.ATTR_HW_NAME: f"NVIDIA {sku}",
+    }
     points = []
     for minute in range(1, 61):
         t = T0 + minute * 60 * S
@@ -40,16 +45,25 @@ def one_gpu_hour(node, uuid, sku, arch, watts, input_per_s, output_per_s):
                 c.ATTR_TOKEN_TYPE: token_type,
                 c.ATTR_GPU_IDS: (uuid,),
             }
-            points.append(Point(c.METRIC_TOKENS, COUNTER, resource, attrs, T0, t, rate * minute * 60.0))
+            points.append(
+                Point(c.METRIC_TOKENS, COUNTER, resource, attrs, T0, t, rate * minute * 60.0)
+            )
     return points
 
 
 def test_one_h100_hour_costs_2_075_usd(engine):
-    Ingestor(engine).ingest(one_gpu_hour("node-a", "GPU-h100", "H100", "hopper", 600.0, 3_000_000 / 3600, 1_000_000 / 3600))
-    set_prices(engine, [
-        PriceEntry("sku", "H100", 0, usd_per_gpu_hour=2.00),
-        PriceEntry("site", "default", 0, usd_per_kwh=0.10, pue=1.25),
-    ])
+    Ingestor(engine).ingest(
+        one_gpu_hour(
+            "node-a", "GPU-h100", "H100", "hopper", 600.0, 3_000_000 / 3600, 1_000_000 / 3600
+        )
+    )
+    set_prices(
+        engine,
+        [
+            PriceEntry("sku", "H100", 0, usd_per_gpu_hour=2.00),
+            PriceEntry("site", "default", 0, usd_per_kwh=0.10, pue=1.25),
+        ],
+    )
     refresh(engine)
 
     report = cost_report(engine, HOUR, HOUR + 3600, ["model"])
@@ -73,13 +87,19 @@ def test_published_h200_and_gb300_figures(engine):
         one_gpu_hour("hopper-node", "GPU-h200", "H200", "hopper", 600.0, 0.0, 90.0)
         + one_gpu_hour("blackwell-node", "GPU-gb300", "GB300", "blackwell", 1200.0, 0.0, 6_000.0)
     )
-    set_prices(engine, [
-        PriceEntry("sku", "H200", 0, usd_per_gpu_hour=1.41),
-        PriceEntry("sku", "GB300", 0, usd_per_gpu_hour=2.65),
-    ])
+    set_prices(
+        engine,
+        [
+            PriceEntry("sku", "H200", 0, usd_per_gpu_hour=1.41),
+            PriceEntry("sku", "GB300", 0, usd_per_gpu_hour=2.65),
+        ],
+    )
     refresh(engine)
 
-    rows = {row["architecture"]: row for row in cost_report(engine, HOUR, HOUR + 3600, ["architecture"]).rows}
+    rows = {
+        row["architecture"]: row
+        for row in cost_report(engine, HOUR, HOUR + 3600, ["architecture"]).rows
+    }
 
     assert rows["hopper"]["usd_per_mtok"] == pytest.approx(1.41 / 0.324, rel=1e-9)
     assert round(rows["hopper"]["usd_per_mtok"], 2) == 4.35

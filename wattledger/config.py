@@ -132,12 +132,16 @@ def _build(document: dict[str, Any], source: Path | None) -> Config:
         for required in ("name", "url"):
             if required not in endpoint_doc:
                 raise ConfigError(f"{where}: agent.endpoints[{i}] needs a {required!r}")
-        agent.endpoints.append(_dataclass_from(EndpointConfig, endpoint_doc, f"agent.endpoints[{i}]", where))
+        agent.endpoints.append(
+            _dataclass_from(EndpointConfig, endpoint_doc, f"agent.endpoints[{i}]", where)
+        )
 
     return Config(
         db=document.get("db"),
         agent=agent,
-        collector=_dataclass_from(CollectorConfig, document.get("collector", {}), "collector", where),
+        collector=_dataclass_from(
+            CollectorConfig, document.get("collector", {}), "collector", where
+        ),
         report=_dataclass_from(ReportConfig, document.get("report", {}), "report", where),
         chargeback=dict(document.get("chargeback", {})),
         schedule=dict(document.get("schedule", {})),
@@ -178,7 +182,9 @@ def _check_type(instance, f, section: str, where: str) -> None:
         if ok:
             setattr(instance, f.name, {str(k): str(v) for k, v in value.items()})
     if not ok:
-        raise ConfigError(f"{where}: {section}.{f.name} should be {expected.split(' ')[0]}, not {value!r}")
+        raise ConfigError(
+            f"{where}: {section}.{f.name} should be {expected.split(' ')[0]}, not {value!r}"
+        )
 
 
 def _reject_unknown(values: Mapping[str, Any], known: set[str], prefix: str, where: str) -> None:
@@ -219,7 +225,9 @@ def _from_env(variable: str, raw: str, expected: str) -> Any:
         if expected.startswith("list"):
             return [item.strip() for item in raw.split(",") if item.strip()]
     except ValueError:
-        raise ConfigError(f"environment variable {variable}={raw!r} is not a valid {expected.split(' ')[0]}") from None
+        raise ConfigError(
+            f"environment variable {variable}={raw!r} is not a valid {expected.split(' ')[0]}"
+        ) from None
     return raw
 
 
@@ -229,12 +237,16 @@ def _validate(config: Config) -> None:
         if getattr(agent, name) <= 0:
             raise ConfigError(f"agent.{name} must be above zero")
     if agent.export_interval_s < agent.sample_interval_s:
-        raise ConfigError("agent.export_interval_s must not be shorter than agent.sample_interval_s")
+        raise ConfigError(
+            "agent.export_interval_s must not be shorter than agent.sample_interval_s"
+        )
 
     names = set()
     for endpoint in agent.endpoints:
         if endpoint.name in names:
-            raise ConfigError(f"agent.endpoints: the name {endpoint.name!r} is used twice; names must be unique")
+            raise ConfigError(
+                f"agent.endpoints: the name {endpoint.name!r} is used twice; names must be unique"
+            )
         names.add(endpoint.name)
         if endpoint.engine is not None and endpoint.engine not in contract.ENGINES:
             raise ConfigError(
@@ -247,7 +259,9 @@ def _validate(config: Config) -> None:
                 f"use one of {', '.join(contract.ROLES)}"
             )
         if not endpoint.url.startswith(("http://", "https://")):
-            raise ConfigError(f"agent.endpoints {endpoint.name!r}: url must start with http:// or https://")
+            raise ConfigError(
+                f"agent.endpoints {endpoint.name!r}: url must start with http:// or https://"
+            )
 
     if config.report.default_output_token_weight <= 0:
         raise ConfigError("report.default_output_token_weight must be above zero")

@@ -39,7 +39,8 @@ def parse_time(text: str, *, now: float | None = None) -> int:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise TimeFormatError(
-            f"cannot read {text!r} as a time; use 2026-11-01, 2026-11-01T10:00, 2026-11 or an age like 24h, 7d"
+            f"cannot read {text!r} as a time; "
+            "use 2026-11-01, 2026-11-01T10:00, 2026-11 or an age like 24h, 7d"
         ) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)

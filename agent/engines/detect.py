@@ -25,7 +25,6 @@ from wattledger.agent.engines.tables import (
     TABLES,
     EngineTable,
 )
-
 from wattledger.contract import ENGINES, ROLE_AGGREGATED, ROLE_DECODE, ROLE_PREFILL, ROLES
 from wattledger.errors import ConfigError
 

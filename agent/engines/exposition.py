@@ -32,6 +32,7 @@ from prometheus_client.openmetrics.parser import (
 )
 from prometheus_client.parser import text_string_to_metric_families as text_families
 from prometheus_client.samples import Sample
+
 from wattledger.agent.engines.errors import EmptyPayload
 
 logger = logging.getLogger(__name__)
@@ -156,7 +157,8 @@ def _restore_escaped_names(text: str, parsed: ParsedPayload) -> str:
                 break
     if restored:
         parsed.notes.append(
-            f"{restored} OpenMetrics sample names had ':' escaped to '_' (prometheus_client 0.26); restored"
+            f"{restored} OpenMetrics sample names had ':' escaped to '_' "
+            "(prometheus_client 0.26); restored"
         )
     return "\n".join(lines)
 

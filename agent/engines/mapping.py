@@ -28,6 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from prometheus_client.samples import Sample
+
 from wattledger.agent.engines.exposition import ParsedPayload
 from wattledger.agent.engines.reading import EngineReading, ModelReading, Quantity
 from wattledger.agent.engines.resolve import (

@@ -21,7 +21,6 @@ import logging
 
 from wattledger.agent.engines.reading import EngineReading
 from wattledger.agent.engines.tables import CACHED, INPUT, LABELS, OUTPUT, REQUESTS
-
 from wattledger.contract import ROLE_AGGREGATED, ROLE_DECODE, ROLE_PREFILL, ROLES
 from wattledger.errors import ConfigError
 

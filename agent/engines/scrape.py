@@ -20,11 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from wattledger import __version__
 from wattledger.agent.engines.errors import EmptyPayload, ScrapeError, Unreachable
 from wattledger.agent.engines.read import read_payload
 from wattledger.agent.engines.reading import EngineReading
-
-from wattledger import __version__
 from wattledger.contract import ENGINES, ROLES
 from wattledger.errors import ConfigError
 

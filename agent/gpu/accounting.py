@@ -34,7 +34,6 @@ from wattledger.agent.gpu.mig import MigSlot, mig_shares
 from wattledger.agent.gpu.reading import GpuReading, MigInstanceReading
 from wattledger.agent.gpu.track import GpuTrack
 from wattledger.agent.ledger import CounterLedger
-
 from wattledger.contract import ENERGY_SOURCE_COUNTER, ENERGY_SOURCE_POWER_INTEGRAL
 
 logger = logging.getLogger(__name__)

@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pynvml
+
 from wattledger.agent.gpu.boards import PROFILES, BoardProfile
 from wattledger.agent.gpu.power_curve import PowerCurve
 from wattledger.agent.gpu.sku import MigProfile, parse_mig_profile
-
 from wattledger.errors import ConfigError
 
 ERROR_UNINITIALIZED = 1

@@ -26,7 +26,6 @@ from typing import Any
 
 from wattledger.agent.gpu.sku import parse_mig_profile
 from wattledger.agent.gpu.worker import CallWorker
-
 from wattledger.errors import NvmlUnavailable
 
 logger = logging.getLogger(__name__)

@@ -31,18 +31,35 @@ agent_group.add_command(discover_command)
 
 
 @agent_group.command("run")
-@click.option("--db", "db_url", metavar="URL",
-              help="Write straight into this database (single node, no collector). Default: agent.db.")
-@click.option("--collector", "collector_url", metavar="URL",
-              help="Export OTLP/HTTP to this collector, e.g. http://collector:4318/v1/metrics. "
-              "Default: agent.collector_url.")
-@click.option("--fake-gpus", metavar="SPEC",
-              help="Sample simulated GPUs instead of NVML, e.g. 8xH100 or 4xGB200 (for trials).")
+@click.option(
+    "--db",
+    "db_url",
+    metavar="URL",
+    help="Write straight into this database (single node, no collector). Default: agent.db.",
+)
+@click.option(
+    "--collector",
+    "collector_url",
+    metavar="URL",
+    help="Export OTLP/HTTP to this collector, e.g. http://collector:4318/v1/metrics. "
+    "Default: agent.collector_url.",
+)
+@click.option(
+    "--fake-gpus",
+    metavar="SPEC",
+    help="Sample simulated GPUs instead of NVML, e.g. 8xH100 or 4xGB200 (for trials).",
+)
 @click.option("--no-gpus", is_flag=True, help="Scrape engines only; do not open NVML.")
 @click.option("--once", is_flag=True, help="Sample, scrape and export once, then exit.")
 @pass_app
-def run_command(app: App, db_url: str | None, collector_url: str | None, fake_gpus: str | None,
-                no_gpus: bool, once: bool) -> None:
+def run_command(
+    app: App,
+    db_url: str | None,
+    collector_url: str | None,
+    fake_gpus: str | None,
+    no_gpus: bool,
+    once: bool,
+) -> None:
     """Sample this node's GPUs and scrape its serving engines; export what they say.
 
     Energy comes from the NVML energy counter (or integrated power where there is none), tokens
@@ -67,22 +84,30 @@ def run_command(app: App, db_url: str | None, collector_url: str | None, fake_gp
         for endpoint in settings.endpoints
     ]
     if monitor is None and not endpoints:
-        raise ConfigError("nothing to read: no GPUs (--no-gpus) and no [[agent.endpoints]] in the config")
+        raise ConfigError(
+            "nothing to read: no GPUs (--no-gpus) and no [[agent.endpoints]] in the config"
+        )
 
-    resource = build_resource(settings.node, cluster=settings.cluster, site=settings.site, tags=settings.tags)
+    resource = build_resource(
+        settings.node, cluster=settings.cluster, site=settings.site, tags=settings.tags
+    )
     telemetry = AgentTelemetry(resource, sink)
     agent = Agent(
         telemetry=telemetry,
         ledger=ledger,
         gpus=monitor,
         endpoints=endpoints,
-        intervals=Intervals(settings.sample_interval_s, settings.scrape_interval_s, settings.export_interval_s),
+        intervals=Intervals(
+            settings.sample_interval_s, settings.scrape_interval_s, settings.export_interval_s
+        ),
     )
 
     try:
         if once:
             agent.tick()
-            click.echo(f"exported once: {agent.exports_ok} ok, {agent.exports_failed} failed", err=True)
+            click.echo(
+                f"exported once: {agent.exports_ok} ok, {agent.exports_failed} failed", err=True
+            )
             return
         _run_until_signalled(agent, settings, len(endpoints), monitor is not None)
     finally:
@@ -96,7 +121,9 @@ def _open_sink(app: App, settings: AgentConfig, db_url: str | None, collector_ur
     db_url = db_url or settings.db
     collector_url = collector_url or settings.collector_url
     if db_url and collector_url:
-        raise ConfigError("give --db or --collector, not both (check agent.db and agent.collector_url)")
+        raise ConfigError(
+            "give --db or --collector, not both (check agent.db and agent.collector_url)"
+        )
     if collector_url:
         from wattledger.agent.sinks import OtlpSink
         from wattledger.agent.spool import Spool
@@ -108,7 +135,9 @@ def _open_sink(app: App, settings: AgentConfig, db_url: str | None, collector_ur
         # The SDK exporter retries within its timeout; half an export interval leaves the loop
         # time to sample and to spool the batch for the next try.
         timeout_s = min(10.0, settings.export_interval_s / 2)
-        return OtlpSink(collector_url, token=_read_token(settings.token_file), spool=spool, timeout_s=timeout_s)
+        return OtlpSink(
+            collector_url, token=_read_token(settings.token_file), spool=spool, timeout_s=timeout_s
+        )
     if db_url:
         from wattledger.agent.sinks import DatabaseSink
 
@@ -139,7 +168,9 @@ def _read_token(path: str | None) -> str | None:
     except OSError as exc:
         raise ConfigError(f"cannot read the agent token file {path}: {exc.strerror}") from None
     if not token:
-        raise ConfigError(f"the agent token file {path} is empty; create a token with 'wattledger token create'")
+        raise ConfigError(
+            f"the agent token file {path} is empty; create a token with 'wattledger token create'"
+        )
     return token
 
 
@@ -200,7 +231,11 @@ def _run_until_signalled(agent: Agent, settings: AgentConfig, n_endpoints: int, 
     target = settings.collector_url or settings.db or "the configured sink"
     logger.info(
         "agent on node %s: %s, %d endpoint(s), exporting every %gs to %s",
-        settings.node, "GPUs via NVML" if gpus else "no GPUs", n_endpoints, settings.export_interval_s, target,
+        settings.node,
+        "GPUs via NVML" if gpus else "no GPUs",
+        n_endpoints,
+        settings.export_interval_s,
+        target,
     )
     notifier("READY=1")
     try:

@@ -45,22 +45,42 @@ def is_loopback(host: str) -> bool:
 
 
 @collector_group.command("serve")
-@click.option("--listen", help="HOST:PORT to listen on. Default: collector.listen in the config, "
-              "else 127.0.0.1:4318.")
-@click.option("--no-auth", is_flag=True,
-              help="Accept batches without a bearer token (loopback only, unless "
-              "collector.allow_unauthenticated_remote is set).")
-@click.option("--tls-cert", metavar="FILE", help="Serve HTTPS with this certificate (PEM). "
-              "Default: collector.tls_cert.")
-@click.option("--tls-key", metavar="FILE", help="Private key of --tls-cert (PEM). "
-              "Default: collector.tls_key.")
-@click.option("--max-series-per-node", type=click.IntRange(min=1),
-              default=DEFAULT_MAX_SERIES_PER_NODE, show_default=True,
-              help="Refuse batches that would give one node more series than this.")
+@click.option(
+    "--listen",
+    help="HOST:PORT to listen on. Default: collector.listen in the config, else 127.0.0.1:4318.",
+)
+@click.option(
+    "--no-auth",
+    is_flag=True,
+    help="Accept batches without a bearer token (loopback only, unless "
+    "collector.allow_unauthenticated_remote is set).",
+)
+@click.option(
+    "--tls-cert",
+    metavar="FILE",
+    help="Serve HTTPS with this certificate (PEM). Default: collector.tls_cert.",
+)
+@click.option(
+    "--tls-key", metavar="FILE", help="Private key of --tls-cert (PEM). Default: collector.tls_key."
+)
+@click.option(
+    "--max-series-per-node",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MAX_SERIES_PER_NODE,
+    show_default=True,
+    help="Refuse batches that would give one node more series than this.",
+)
 @db_option
 @pass_app
-def serve_command(app: App, listen: str | None, no_auth: bool, tls_cert: str | None,
-                  tls_key: str | None, max_series_per_node: int, db_url: str | None) -> None:
+def serve_command(
+    app: App,
+    listen: str | None,
+    no_auth: bool,
+    tls_cert: str | None,
+    tls_key: str | None,
+    max_series_per_node: int,
+    db_url: str | None,
+) -> None:
     """Accept OTLP/HTTP metrics on /v1/metrics (protobuf or JSON, gzip) and store them.
 
     Every request needs a bearer token made with 'wattledger token create'. Answers /healthz
@@ -84,12 +104,20 @@ def serve_command(app: App, listen: str | None, no_auth: bool, tls_cert: str | N
 
     authenticate = open_access if no_auth else TokenAuthenticator(engine)
     if not no_auth and not any(t.revoked_ns is None for t in list_tokens(engine)):
-        logger.warning("no active tokens: every batch is refused until one is made with "
-                       "'wattledger token create NAME'")
+        logger.warning(
+            "no active tokens: every batch is refused until one is made with "
+            "'wattledger token create NAME'"
+        )
     try:
-        server = CollectorServer(address, engine, limits=limits, authenticate=authenticate,
-                                 readiness=_readiness(engine), tls=tls,
-                                 max_series_per_node=max_series_per_node)
+        server = CollectorServer(
+            address,
+            engine,
+            limits=limits,
+            authenticate=authenticate,
+            readiness=_readiness(engine),
+            tls=tls,
+            max_series_per_node=max_series_per_node,
+        )
     except OSError as exc:
         raise ConfigError(f"cannot listen on {address[0]}:{address[1]}: {exc.strerror}") from None
     stop = threading.Event()
@@ -103,8 +131,11 @@ def serve_command(app: App, listen: str | None, no_auth: bool, tls_cert: str | N
     thread = threading.Thread(target=server.serve_forever, name="collector", daemon=True)
     thread.start()
     access = "without authentication" if no_auth else "with bearer tokens"
-    click.echo(f"wattledger collector listening on {server.url}/v1/metrics {access}, "
-               f"storing in {describe(engine)}", err=True)
+    click.echo(
+        f"wattledger collector listening on {server.url}/v1/metrics {access}, "
+        f"storing in {describe(engine)}",
+        err=True,
+    )
     _notify("READY=1")
     while not stop.wait(5):
         _notify("WATCHDOG=1")
@@ -126,7 +157,9 @@ def _tls_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
     if not cert and not key:
         return None
     if not cert or not key:
-        raise ConfigError("give both --tls-cert and --tls-key (collector.tls_cert, collector.tls_key)")
+        raise ConfigError(
+            "give both --tls-cert and --tls-key (collector.tls_cert, collector.tls_key)"
+        )
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:

@@ -23,25 +23,62 @@ EXPORT_EVERY_STEPS = 2
 
 
 @click.command("demo")
-@click.option("--db", "db", metavar="PATH", default=DEFAULT_PATH, show_default=True,
-              help="SQLite file to write (a path or sqlite:///PATH). Never overwrites a file that "
-              "is not an earlier demo.")
+@click.option(
+    "--db",
+    "db",
+    metavar="PATH",
+    default=DEFAULT_PATH,
+    show_default=True,
+    help="SQLite file to write (a path or sqlite:///PATH). Never overwrites a file that "
+    "is not an earlier demo.",
+)
 @click.option("--force", is_flag=True, help="Replace an earlier demo database at --db.")
-@click.option("--hours", type=click.IntRange(1, 24), default=24, show_default=True,
-              help="Simulate this many hours of yesterday (UTC), from midnight.")
-@click.option("--step-s", type=click.IntRange(10, 3600), default=DEFAULT_STEP_S,
-              show_default=True,
-              help="Simulated seconds between agent cycles (sample, scrape); must divide an hour.")
-@click.option("--price-tier", type=click.Choice(TIERS), default=TIERS[0], show_default=True,
-              help="Which published SemiAnalysis TCO tier prices the GPU-hours.")
-@click.option("--usd-per-kwh", type=click.FloatRange(min=0), default=USD_PER_KWH.value,
-              show_default=True,
-              help="Electricity price of the simulated site (0 leaves energy out).")
-@click.option("--pue", type=click.FloatRange(min=1.0), default=PUE.value, show_default=True,
-              help="Power usage effectiveness of the simulated site.")
+@click.option(
+    "--hours",
+    type=click.IntRange(1, 24),
+    default=24,
+    show_default=True,
+    help="Simulate this many hours of yesterday (UTC), from midnight.",
+)
+@click.option(
+    "--step-s",
+    type=click.IntRange(10, 3600),
+    default=DEFAULT_STEP_S,
+    show_default=True,
+    help="Simulated seconds between agent cycles (sample, scrape); must divide an hour.",
+)
+@click.option(
+    "--price-tier",
+    type=click.Choice(TIERS),
+    default=TIERS[0],
+    show_default=True,
+    help="Which published SemiAnalysis TCO tier prices the GPU-hours.",
+)
+@click.option(
+    "--usd-per-kwh",
+    type=click.FloatRange(min=0),
+    default=USD_PER_KWH.value,
+    show_default=True,
+    help="Electricity price of the simulated site (0 leaves energy out).",
+)
+@click.option(
+    "--pue",
+    type=click.FloatRange(min=1.0),
+    default=PUE.value,
+    show_default=True,
+    help="Power usage effectiveness of the simulated site.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def demo_command(db: str, force: bool, hours: int, step_s: int, price_tier: str,
-                 usd_per_kwh: float, pue: float, quiet: bool) -> None:
+def demo_command(
+    db: str,
+    force: bool,
+    hours: int,
+    step_s: int,
+    price_tier: str,
+    usd_per_kwh: float,
+    pue: float,
+    quiet: bool,
+) -> None:
     """Run a simulated day of a small Hopper + Blackwell fleet, then report what tokens cost.
 
     Four simulated nodes (H100, H200, B200, GB200) serve gpt-oss-120b and DeepSeek-R1 through

@@ -9,30 +9,60 @@ import click
 from wattledger.cli.app import TIME, App, db_option, pass_app
 from wattledger.cli.output import Column, emit, fixed, format_option, text
 from wattledger.cli.reports.price_files import example_entries, example_tiers, read_price_file
-from wattledger.cli.reports.prices import SCOPE_SITE, SCOPE_SKU, PriceEntry, PriceError, list_prices, set_prices
+from wattledger.cli.reports.prices import (
+    SCOPE_SITE,
+    SCOPE_SKU,
+    PriceEntry,
+    PriceError,
+    list_prices,
+    set_prices,
+)
 from wattledger.timeutil import iso, parse_time
 
 
 @click.group("price")
 def price_group() -> None:
-    """Set and list prices: per GPU SKU (per GPU-hour, or capex over years) and per site (kWh, PUE)."""
+    """Set and list prices: per GPU SKU (GPU-hour, or capex over years) and per site (kWh, PUE)."""
 
 
 @price_group.command("set")
 @click.option("--sku", help="GPU SKU the price is for: H100, H200, B200, GB200, B300, GB300, ...")
-@click.option("--site", help="Site the electricity price is for ('default' covers sites without their own).")
-@click.option("--from", "effective_from", type=TIME, default="2000-01-01", show_default=True,
-              help="When the price takes effect (UTC).")
-@click.option("--usd-per-gpu-hour", type=float, help="Rented (or all-in) price of one GPU for one hour.")
+@click.option(
+    "--site", help="Site the electricity price is for ('default' covers sites without their own)."
+)
+@click.option(
+    "--from",
+    "effective_from",
+    type=TIME,
+    default="2000-01-01",
+    show_default=True,
+    help="When the price takes effect (UTC).",
+)
+@click.option(
+    "--usd-per-gpu-hour", type=float, help="Rented (or all-in) price of one GPU for one hour."
+)
 @click.option("--capex-usd", type=float, help="Purchase cost of one GPU, spread over --years.")
-@click.option("--years", "amortization_years", type=float, help="Amortisation period for --capex-usd.")
+@click.option(
+    "--years", "amortization_years", type=float, help="Amortisation period for --capex-usd."
+)
 @click.option("--usd-per-kwh", type=float, help="Electricity price at the site.")
 @click.option("--pue", type=float, help="Power usage effectiveness of the site (1.0 if not given).")
 @click.option("--note", help="Free text kept with the price (a contract number, a source).")
 @db_option
 @pass_app
-def set_command(app: App, sku, site, effective_from, usd_per_gpu_hour, capex_usd, amortization_years,
-                usd_per_kwh, pue, note, db_url) -> None:
+def set_command(
+    app: App,
+    sku,
+    site,
+    effective_from,
+    usd_per_gpu_hour,
+    capex_usd,
+    amortization_years,
+    usd_per_kwh,
+    pue,
+    note,
+    db_url,
+) -> None:
     """Record a price in force from --from until the next price for the same SKU or site.
 
     \b
@@ -44,8 +74,17 @@ def set_command(app: App, sku, site, effective_from, usd_per_gpu_hour, capex_usd
     if bool(sku) == bool(site):
         raise PriceError("give exactly one of --sku (GPU-hour price) or --site (electricity price)")
     scope, key = (SCOPE_SKU, sku) if sku else (SCOPE_SITE, site)
-    entry = PriceEntry(scope, key, effective_from, usd_per_gpu_hour=usd_per_gpu_hour, capex_usd=capex_usd,
-                       amortization_years=amortization_years, usd_per_kwh=usd_per_kwh, pue=pue, note=note)
+    entry = PriceEntry(
+        scope,
+        key,
+        effective_from,
+        usd_per_gpu_hour=usd_per_gpu_hour,
+        capex_usd=capex_usd,
+        amortization_years=amortization_years,
+        usd_per_kwh=usd_per_kwh,
+        pue=pue,
+        note=note,
+    )
     set_prices(app.engine(db_url), [entry])
     click.echo(f"price for {scope} {key} set from {iso(effective_from)}")
 
@@ -58,38 +97,62 @@ def list_command(app: App, fmt: str, db_url) -> None:
     """Show every price entry, oldest first per SKU and site."""
     rows = []
     for entry in list_prices(app.engine(db_url)):
-        rows.append({
-            "scope": entry.scope, "key": entry.key, "effective_from": iso(entry.effective_from),
-            "usd_per_gpu_hour": entry.gpu_hour_rate, "capex_usd": entry.capex_usd,
-            "amortization_years": entry.amortization_years, "usd_per_kwh": entry.usd_per_kwh,
-            "pue": entry.pue, "currency": entry.currency, "note": entry.note,
-        })
+        rows.append(
+            {
+                "scope": entry.scope,
+                "key": entry.key,
+                "effective_from": iso(entry.effective_from),
+                "usd_per_gpu_hour": entry.gpu_hour_rate,
+                "capex_usd": entry.capex_usd,
+                "amortization_years": entry.amortization_years,
+                "usd_per_kwh": entry.usd_per_kwh,
+                "pue": entry.pue,
+                "currency": entry.currency,
+                "note": entry.note,
+            }
+        )
     columns = [
-        Column("scope", "Scope", justify="left"), Column("key", "SKU / site", justify="left"),
+        Column("scope", "Scope", justify="left"),
+        Column("key", "SKU / site", justify="left"),
         Column("effective_from", "From (UTC)", justify="left"),
-        Column("usd_per_gpu_hour", "USD/GPU-h", fixed(4)), Column("capex_usd", "Capex USD", fixed(0)),
-        Column("amortization_years", "Years", fixed(1)), Column("usd_per_kwh", "USD/kWh", fixed(4)),
-        Column("pue", "PUE", fixed(2)), Column("note", "Note", text, justify="left"),
+        Column("usd_per_gpu_hour", "USD/GPU-h", fixed(4)),
+        Column("capex_usd", "Capex USD", fixed(0)),
+        Column("amortization_years", "Years", fixed(1)),
+        Column("usd_per_kwh", "USD/kWh", fixed(4)),
+        Column("pue", "PUE", fixed(2)),
+        Column("note", "Note", text, justify="left"),
     ]
     emit(rows, columns, fmt, title="Prices")
     if not rows and fmt == "table":
-        click.echo("No prices yet. Set one: wattledger price set --sku H100 --usd-per-gpu-hour 2.00")
+        click.echo(
+            "No prices yet. Set one: wattledger price set --sku H100 --usd-per-gpu-hour 2.00"
+        )
 
 
 @price_group.command("import")
 @click.argument("path", required=False, type=click.Path(path_type=Path))
-@click.option("--example", "tier", help="Import a tier of the shipped example catalogue instead of a file.")
-@click.option("--from", "effective_from", default="2000-01-01", show_default=True,
-              help="With --example: when the example prices take effect.")
+@click.option(
+    "--example", "tier", help="Import a tier of the shipped example catalogue instead of a file."
+)
+@click.option(
+    "--from",
+    "effective_from",
+    default="2000-01-01",
+    show_default=True,
+    help="With --example: when the example prices take effect.",
+)
 @db_option
 @pass_app
-def import_command(app: App, path: Path | None, tier: str | None, effective_from: str, db_url) -> None:
+def import_command(
+    app: App, path: Path | None, tier: str | None, effective_from: str, db_url
+) -> None:
     """Import prices from a TOML or CSV file, or one tier of the example catalogue.
 
     \b
     TOML:  [[sku]] sku = "H100"  usd_per_gpu_hour = 2.0  effective_from = 2026-11-01
            [[site]] site = "default"  usd_per_kwh = 0.10  pue = 1.25  effective_from = 2026-01-01
-    CSV:   scope,key,effective_from,usd_per_gpu_hour,capex_usd,amortization_years,usd_per_kwh,pue,currency,note
+    CSV:   scope,key,effective_from,usd_per_gpu_hour,capex_usd,amortization_years,
+           usd_per_kwh,pue,currency,note
     Example catalogue: see 'wattledger price examples'; nothing from it applies unless imported.
     """
     if bool(path) == bool(tier):
@@ -108,5 +171,12 @@ def examples_command(fmt: str) -> None:
     skus = sorted({sku for prices in tiers.values() for sku in prices})
     rows = [{"sku": sku, **{tier: tiers[tier].get(sku) for tier in tiers}} for sku in skus]
     columns = [Column("sku", "SKU", justify="left")] + [Column(t, t, fixed(3)) for t in tiers]
-    emit(rows, columns, fmt, title="EXAMPLE USD per GPU-hour (SemiAnalysis TCO tiers via InferenceX)",
-         footer=["Examples only. Import one with: wattledger price import --example TIER --from DATE"])
+    emit(
+        rows,
+        columns,
+        fmt,
+        title="EXAMPLE USD per GPU-hour (SemiAnalysis TCO tiers via InferenceX)",
+        footer=[
+            "Examples only. Import one with: wattledger price import --example TIER --from DATE"
+        ],
+    )

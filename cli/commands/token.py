@@ -19,8 +19,13 @@ def token_group() -> None:
 
 @token_group.command("create")
 @click.argument("name")
-@click.option("--node", "nodes", multiple=True, metavar="NODE",
-              help="Node the token may write for; repeat for more. Default: any node.")
+@click.option(
+    "--node",
+    "nodes",
+    multiple=True,
+    metavar="NODE",
+    help="Node the token may write for; repeat for more. Default: any node.",
+)
 @db_option
 @pass_app
 def create_command(app: App, name: str, nodes: tuple[str, ...], db_url: str | None) -> None:

@@ -71,10 +71,13 @@ def _idle(board: BoardProfile, observed: str) -> Figure:
 def _prices(sku: str) -> dict[str, Figure]:
     """The SKU's price in each tier of the shipped example catalogue (the published tiers)."""
     return {
-        tier: Figure(f"{sku} price, {TIER_NAMES[tier]}", float(EXAMPLE_TIERS[tier][sku]),
-                     "USD/GPU-h",
-                     "SemiAnalysis AI Cloud TCO model as published by InferenceX (InferenceX-app "
-                     "GPU_SPECS); the same tiers as 'wattledger price examples'")
+        tier: Figure(
+            f"{sku} price, {TIER_NAMES[tier]}",
+            float(EXAMPLE_TIERS[tier][sku]),
+            "USD/GPU-h",
+            "SemiAnalysis AI Cloud TCO model as published by InferenceX (InferenceX-app "
+            "GPU_SPECS); the same tiers as 'wattledger price examples'",
+        )
         for tier in TIERS
     }
 
@@ -82,7 +85,9 @@ def _prices(sku: str) -> dict[str, Figure]:
 def _assumed_loaded(board: BoardProfile) -> Figure:
     limit_w = board.power_limit_mw / 1000
     return Figure(
-        f"{board.key} draw at full load", round(LOADED_SHARE_OF_LIMIT * limit_w, 3), "W",
+        f"{board.key} draw at full load",
+        round(LOADED_SHARE_OF_LIMIT * limit_w, 3),
+        "W",
         f"ASSUMED: {LOADED_SHARE_OF_LIMIT:.0%} of the {limit_w:.0f} W board limit, the share "
         "gpu-burn draws on H100 and H200; no Blackwell capture under load",
     )
@@ -90,37 +95,56 @@ def _assumed_loaded(board: BoardProfile) -> Figure:
 
 BOARDS: dict[str, BoardFigures] = {
     "H100": BoardFigures(
-        "H100", H100_SXM,
-        _idle(H100_SXM, "nvidia-smi capture of an idle H100 SXM, driver 590.48.01 "
-              "(utkuozdemir/nvidia_gpu_exporter captures)"),
-        Figure("H100 draw at full load", 629.45, "W",
-               "the same H100 SXM capture under gpu-burn (average power.draw)"),
+        "H100",
+        H100_SXM,
+        _idle(
+            H100_SXM,
+            "nvidia-smi capture of an idle H100 SXM, driver 590.48.01 "
+            "(utkuozdemir/nvidia_gpu_exporter captures)",
+        ),
+        Figure(
+            "H100 draw at full load",
+            629.45,
+            "W",
+            "the same H100 SXM capture under gpu-burn (average power.draw)",
+        ),
         _prices("H100"),
     ),
     "H200": BoardFigures(
-        "H200", H200,
+        "H200",
+        H200,
         _idle(H200, f"nvidia-smi readings of an idle H200, about 78 W ({NVML_NOTES})"),
         Figure("H200 draw at full load", 627.0, "W", f"H200 under gpu-burn ({NVML_NOTES})"),
         _prices("H200"),
     ),
     "B200": BoardFigures(
-        "B200", B200,
-        _idle(B200, "nvidia-smi -q -x of an idle 8x B200 node (195-206 W), driver 580.105.08 "
-              "(NVIDIA/k8s-test-infra test data)"),
+        "B200",
+        B200,
+        _idle(
+            B200,
+            "nvidia-smi -q -x of an idle 8x B200 node (195-206 W), driver 580.105.08 "
+            "(NVIDIA/k8s-test-infra test data)",
+        ),
         _assumed_loaded(B200),
         _prices("B200"),
     ),
     "GB200": BoardFigures(
-        "GB200", GB200,
-        _idle(GB200, "nvidia-smi -q -x of an idle 4x GB200 tray (156-172 W per GPU), driver "
-              "580.173.02 (NVIDIA/k8s-test-infra test data)"),
+        "GB200",
+        GB200,
+        _idle(
+            GB200,
+            "nvidia-smi -q -x of an idle 4x GB200 tray (156-172 W per GPU), driver "
+            "580.173.02 (NVIDIA/k8s-test-infra test data)",
+        ),
         _assumed_loaded(GB200),
         _prices("GB200"),
     ),
 }
 
 POWER_CURVE = Figure(
-    "Draw between idle and full load", 0, "",
+    "Draw between idle and full load",
+    0,
+    "",
     "ASSUMED: linear in load (idle + load x (full - idle)); gpu-burn is a stress load, so real "
     "inference at full batch may draw somewhat less",
 )
@@ -143,7 +167,9 @@ def _throughput() -> dict[tuple[str, str], Figure]:
     hopper_usd_per_mtok = B200_GPT_OSS_USD_PER_MTOK * BLACKWELL_VS_HOPPER_GPT_OSS
     return {
         ("H100", GPT_OSS): Figure(
-            "gpt-oss-120b on H100", _tokens_per_s(h100_rate, hopper_usd_per_mtok), "tok/s/GPU",
+            "gpt-oss-120b on H100",
+            _tokens_per_s(h100_rate, hopper_usd_per_mtok),
+            "tok/s/GPU",
             f"DERIVED: NVIDIA's '15x lower cost per million tokens than Hopper' for gpt-oss-120b "
             f"puts Hopper at {hopper_usd_per_mtok:.2f} USD/Mtok; at the H100 hyperscaler price "
             f"{h100_rate:.2f} USD/GPU-h that is {h100_rate} / "
@@ -151,17 +177,21 @@ def _throughput() -> dict[tuple[str, str], Figure]:
             f"({NVML_NOTES})",
         ),
         ("B200", GPT_OSS): Figure(
-            "gpt-oss-120b on B200", _tokens_per_s(b200_rate, B200_GPT_OSS_USD_PER_MTOK),
+            "gpt-oss-120b on B200",
+            _tokens_per_s(b200_rate, B200_GPT_OSS_USD_PER_MTOK),
             "tok/s/GPU",
             f"DERIVED: NVIDIA's 'two cents per million tokens' on B200 (TensorRT-LLM, FP4) at the "
             f"B200 hyperscaler price: {b200_rate} / (0.02 x 3600 / 1e6) ({NVML_NOTES})",
         ),
         ("H200", DEEPSEEK_R1): Figure(
-            "DeepSeek-R1 on H200", 90, "tok/s/GPU",
+            "DeepSeek-R1 on H200",
+            90,
+            "tok/s/GPU",
             f"NVIDIA blog, DeepSeek-R1 on HGX H200: 90 tok/s/GPU at 1.41 USD/GPU-h ({NVML_NOTES})",
         ),
         ("GB200", DEEPSEEK_R1): Figure(
-            "DeepSeek-R1 on GB200", round(GB300_R1_TOKENS_PER_GPU_S * GB200_SHARE_OF_GB300),
+            "DeepSeek-R1 on GB200",
+            round(GB300_R1_TOKENS_PER_GPU_S * GB200_SHARE_OF_GB300),
             "tok/s/GPU",
             "ASSUMED: two-thirds of NVIDIA's GB300 NVL72 figure (6,000 tok/s/GPU, FP4 + MTP, same "
             f"blog); no published GB200 figure in the references ({NVML_NOTES})",
@@ -173,30 +203,48 @@ THROUGHPUT: dict[tuple[str, str], Figure] = _throughput()
 
 # How tokens and requests are shaped; all assumptions.
 INPUT_SHARE = Figure(
-    "Input share of the tokens", 0.5, "",
+    "Input share of the tokens",
+    0.5,
+    "",
     "ASSUMED: the published tok/s/GPU are read as input + output tokens at 1k in / 1k out "
     "(InferenceX's 1k/1k runs), so half are input",
 )
 OUTPUT_TOKENS_PER_REQUEST = Figure(
-    "Output tokens per request", 1_000, "tok", "ASSUMED: 1k/1k requests, as above",
+    "Output tokens per request",
+    1_000,
+    "tok",
+    "ASSUMED: 1k/1k requests, as above",
 )
 CACHED_SHARE_OF_INPUT = Figure(
-    "Prompt tokens from the prefix cache", 0.2, "of input", "ASSUMED: one prompt token in five",
+    "Prompt tokens from the prefix cache",
+    0.2,
+    "of input",
+    "ASSUMED: one prompt token in five",
 )
 PREFILL_S_PER_REQUEST = Figure(
-    "Prefill time per request", 0.25, "s", "ASSUMED: a 1k-token prompt",
+    "Prefill time per request",
+    0.25,
+    "s",
+    "ASSUMED: a 1k-token prompt",
 )
 DECODE_TOKENS_PER_USER_S = Figure(
-    "Decode speed per request", 55, "tok/s/user",
+    "Decode speed per request",
+    55,
+    "tok/s/user",
     f"NVIDIA's gpt-oss-120b on B200 runs at about 55 tok/s/user ({NVML_NOTES}); ASSUMED for "
     "every deployment",
 )
 USD_PER_KWH = Figure(
-    "Electricity price", 0.08, "USD/kWh",
+    "Electricity price",
+    0.08,
+    "USD/kWh",
     "ASSUMED: about the US industrial average (EIA Electric Power Monthly, table 5.6)",
 )
 PUE = Figure(
-    "PUE", 1.58, "", "Uptime Institute industry average PUE for 2023 (Global Data Center Survey)",
+    "PUE",
+    1.58,
+    "",
+    "Uptime Institute industry average PUE for 2023 (Global Data Center Survey)",
 )
 # Limitation: the TCO tiers include power, and the demo adds metered energy on top by default.
 TCO_NOTE = (
@@ -212,8 +260,13 @@ def figures_table(tier: str, usd_per_kwh: float, pue: float) -> list[Figure]:
         rows += [board.idle_w, board.loaded_w, board.usd_per_gpu_hour[tier]]
     rows.append(POWER_CURVE)
     rows += list(THROUGHPUT.values())
-    rows += [INPUT_SHARE, OUTPUT_TOKENS_PER_REQUEST, CACHED_SHARE_OF_INPUT, PREFILL_S_PER_REQUEST,
-             DECODE_TOKENS_PER_USER_S]
+    rows += [
+        INPUT_SHARE,
+        OUTPUT_TOKENS_PER_REQUEST,
+        CACHED_SHARE_OF_INPUT,
+        PREFILL_S_PER_REQUEST,
+        DECODE_TOKENS_PER_USER_S,
+    ]
     rows.append(_given(USD_PER_KWH, usd_per_kwh))
     rows.append(_given(PUE, pue))
     return rows

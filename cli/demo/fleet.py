@@ -20,8 +20,30 @@ logger = logging.getLogger(__name__)
 # Share of full load per UTC hour, in percent (multiples of 5, so hourly token counts are whole).
 # Traffic drains to nothing between 02:00 and 05:00 and peaks in the afternoon.
 DAY_CURVE_PCT: tuple[int, ...] = (
-    30, 20, 0, 0, 0, 10, 25, 40, 60, 75, 85, 90,
-    90, 95, 100, 100, 95, 85, 75, 65, 55, 50, 45, 40,
+    30,
+    20,
+    0,
+    0,
+    0,
+    10,
+    25,
+    40,
+    60,
+    75,
+    85,
+    90,
+    90,
+    95,
+    100,
+    100,
+    95,
+    85,
+    75,
+    65,
+    55,
+    50,
+    45,
+    40,
 )
 DAY_CURVE_SOURCE = "ASSUMED: a one-region day; no traffic 02:00-05:00 UTC, peak 14:00-16:00 UTC"
 
@@ -77,25 +99,58 @@ class Node:
 
 
 FLEET: tuple[Node, ...] = (
-    Node("hopper-h100-1", "H100", 8, (
-        Deployment("vllm", GPT_OSS, (Worker("h100-vllm-gpt-oss", (0, 1, 2, 3, 4, 5)),),
-                   "vLLM V1, 6 DP engines"),
-    )),
-    Node("hopper-h200-1", "H200", 8, (
-        Deployment("sglang", DEEPSEEK_R1, (Worker("h200-sglang-r1", tuple(range(8))),),
-                   "SGLang, TP 8"),
-    )),
-    Node("blackwell-b200-1", "B200", 8, (
-        Deployment("trtllm", GPT_OSS,
-                   (Worker("b200-trtllm-gpt-oss", (0, 1, 2, 3, 4, 5), path="/prometheus/metrics"),),
-                   "trtllm-serve"),
-    )),
-    Node("blackwell-gb200-1", "GB200", 4, (
-        Deployment("dynamo", DEEPSEEK_R1, (
-            Worker("gb200-dynamo-r1-prefill", (0, 1), role=ROLE_PREFILL),
-            Worker("gb200-dynamo-r1-decode", (2, 3), role=ROLE_DECODE),
-        ), "Dynamo + vLLM, P/D"),
-    )),
+    Node(
+        "hopper-h100-1",
+        "H100",
+        8,
+        (
+            Deployment(
+                "vllm",
+                GPT_OSS,
+                (Worker("h100-vllm-gpt-oss", (0, 1, 2, 3, 4, 5)),),
+                "vLLM V1, 6 DP engines",
+            ),
+        ),
+    ),
+    Node(
+        "hopper-h200-1",
+        "H200",
+        8,
+        (
+            Deployment(
+                "sglang", DEEPSEEK_R1, (Worker("h200-sglang-r1", tuple(range(8))),), "SGLang, TP 8"
+            ),
+        ),
+    ),
+    Node(
+        "blackwell-b200-1",
+        "B200",
+        8,
+        (
+            Deployment(
+                "trtllm",
+                GPT_OSS,
+                (Worker("b200-trtllm-gpt-oss", (0, 1, 2, 3, 4, 5), path="/prometheus/metrics"),),
+                "trtllm-serve",
+            ),
+        ),
+    ),
+    Node(
+        "blackwell-gb200-1",
+        "GB200",
+        4,
+        (
+            Deployment(
+                "dynamo",
+                DEEPSEEK_R1,
+                (
+                    Worker("gb200-dynamo-r1-prefill", (0, 1), role=ROLE_PREFILL),
+                    Worker("gb200-dynamo-r1-decode", (2, 3), role=ROLE_DECODE),
+                ),
+                "Dynamo + vLLM, P/D",
+            ),
+        ),
+    ),
 )
 
 

@@ -28,17 +28,21 @@ HOPPER, BLACKWELL = "hopper", "blackwell"
 
 
 def banner(console: Console, window: Window, path: Path) -> None:
-    console.print(Panel(
-        "[bold]This fleet is SIMULATED.[/bold] No GPU is measured: the GPUs are wattledger's fake "
-        "NVML drawing published power figures, and the serving engines are metrics pages "
-        "generated from published throughput figures.\n"
-        "Everything else is the real path: the agent on each node (NVML reader, engine "
-        "scrapers, counter ledger, OpenTelemetry SDK), OTLP/HTTP to a collector on 127.0.0.1, "
-        f"a SQLite database ({path}) and the cost report.\n"
-        f"Simulating {iso(window.since_s)} to {iso(window.until_s)} ({window.hours} h, a step "
-        f"every {window.step_s} s).",
-        title="wattledger demo", border_style="yellow",
-    ))
+    console.print(
+        Panel(
+            "[bold]This fleet is SIMULATED.[/bold] No GPU is measured: "
+            "the GPUs are wattledger's fake "
+            "NVML drawing published power figures, and the serving engines are metrics pages "
+            "generated from published throughput figures.\n"
+            "Everything else is the real path: the agent on each node (NVML reader, engine "
+            "scrapers, counter ledger, OpenTelemetry SDK), OTLP/HTTP to a collector on 127.0.0.1, "
+            f"a SQLite database ({path}) and the cost report.\n"
+            f"Simulating {iso(window.since_s)} to {iso(window.until_s)} ({window.hours} h, a step "
+            f"every {window.step_s} s).",
+            title="wattledger demo",
+            border_style="yellow",
+        )
+    )
 
 
 def fleet_table(console: Console, fleet: Sequence[Node]) -> None:
@@ -78,8 +82,12 @@ def progress_bar(
     if hidden or not console.is_terminal:
         yield lambda _step, _steps: None
         return
-    columns = (TextColumn("simulating"), BarColumn(), TextColumn("{task.fields[at]} UTC"),
-               TimeElapsedColumn())
+    columns = (
+        TextColumn("simulating"),
+        BarColumn(),
+        TextColumn("{task.fields[at]} UTC"),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task("day", total=window.steps, at=iso(window.since_s)[11:16])
 
@@ -96,23 +104,30 @@ def run_summary(console: Console, outcome: Outcome) -> None:
     console.print(
         f"Simulated {run.window.hours} h in {run.wall_s:.1f} s: {run.exports_ok} OTLP exports "
         f"({run.exports_failed} failed), {stats['points']:,} points received by the collector, "
-        f"{stats['rejected']} rejected.", highlight=False,
+        f"{stats['rejected']} rejected.",
+        highlight=False,
     )
-    tokens = sum(outcome.run.truth.tokens[key] for key in outcome.run.truth.tokens
-                 if key[1] in ("input", "output"))
+    tokens = sum(
+        outcome.run.truth.tokens[key]
+        for key in outcome.run.truth.tokens
+        if key[1] in ("input", "output")
+    )
     kwh = outcome.run.truth.joules / 3.6e6
     if outcome.energy_matches() and outcome.tokens_match():
         console.print(
             f"Check: the database holds exactly what the simulation did: {kwh:,.3f} kWh of GPU "
             f"energy (to the millijoule, per GPU) and {tokens:,} input and output tokens (to the "
-            "token, per model).", highlight=False, style="green",
+            "token, per model).",
+            highlight=False,
+            style="green",
         )
         return
     stored_tokens = sum(v for k, v in outcome.stored.tokens.items() if k[1] in ("input", "output"))
     console.print(
         f"MISMATCH: the simulation used {kwh:,.3f} kWh and counted {tokens:,} tokens; the "
         f"database holds {outcome.stored.joules / 3.6e6:,.3f} kWh and {stored_tokens:,.0f} tokens.",
-        highlight=False, style="bold red",
+        highlight=False,
+        style="bold red",
     )
 
 
@@ -132,8 +147,15 @@ def cost_table(console: Console, outcome: Outcome) -> None:
     report = outcome.report
     columns = [Column(name, name.capitalize(), justify="left") for name in REPORT_BY]
     columns += COST_COLUMNS_LEAD
-    emit(report.rows, columns, "table", title="Cost per million tokens by architecture and model "
-         "(simulated fleet)", total=report.total, footer=report.notes, console=console)
+    emit(
+        report.rows,
+        columns,
+        "table",
+        title="Cost per million tokens by architecture and model (simulated fleet)",
+        total=report.total,
+        footer=report.notes,
+        console=console,
+    )
 
 
 def comparison(console: Console, outcome: Outcome) -> None:
@@ -155,7 +177,8 @@ def comparison(console: Console, outcome: Outcome) -> None:
     console.print(
         "These ratios follow from the figures above (the simulated throughputs come from "
         "NVIDIA's own claims): they show the report at work on a simulated fleet, not a "
-        "measurement of real GPUs.", highlight=False,
+        "measurement of real GPUs.",
+        highlight=False,
     )
 
 

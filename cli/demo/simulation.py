@@ -76,9 +76,7 @@ class Window:
 
     def __post_init__(self) -> None:
         if self.since_s % HOUR_S:
-            raise ConfigError(
-                f"the simulated window must start on the hour, not at {self.since_s}"
-            )
+            raise ConfigError(f"the simulated window must start on the hour, not at {self.since_s}")
         if self.step_s <= 0 or HOUR_S % self.step_s:
             raise ConfigError(
                 f"--step-s {self.step_s}: give a step that divides an hour evenly "
@@ -148,8 +146,11 @@ def run(
     try:
         with tempfile.TemporaryDirectory(prefix="wattledger-demo-") as state_dir:
             for number, node in enumerate(fleet, start=1):
-                runs.append(_start_node(node, number, clock, started_s, window, collector.url,
-                                        Path(state_dir)))
+                runs.append(
+                    _start_node(
+                        node, number, clock, started_s, window, collector.url, Path(state_dir)
+                    )
+                )
             _loop(runs, clock, window, progress)
             for node_run in runs:
                 node_run.agent.export(clock.ns())
@@ -169,8 +170,15 @@ def run(
     )
 
 
-def _start_node(node: Node, number: int, clock: SimClock, started_s: int, window: Window,
-                collector_url: str, state_dir: Path) -> _NodeRun:
+def _start_node(
+    node: Node,
+    number: int,
+    clock: SimClock,
+    started_s: int,
+    window: Window,
+    collector_url: str,
+    state_dir: Path,
+) -> _NodeRun:
     fake = fake_from_spec(node.spec, clock=clock.seconds)
     unique_uuids(fake, number)
     power_the_node(fake, node, BOARDS[node.sku])
@@ -180,12 +188,14 @@ def _start_node(node: Node, number: int, clock: SimClock, started_s: int, window
     endpoints: list[ScrapedEndpoint] = []
     for deployment in node.deployments:
         for worker in deployment.workers:
-            registry = registry_for(node, deployment, worker, started_s=started_s,
-                                    clock=clock.seconds)
+            registry = registry_for(
+                node, deployment, worker, started_s=started_s, clock=clock.seconds
+            )
             server = PageServer(registry, worker.path).start()
             servers.append(server)
-            config = EndpointConfig(name=worker.endpoint, url=server.url,
-                                    gpus=[uuids[index] for index in worker.gpus])
+            config = EndpointConfig(
+                name=worker.endpoint, url=server.url, gpus=[uuids[index] for index in worker.gpus]
+            )
             endpoints.append(ScrapedEndpoint(config))
 
     ledger = CounterLedger(state_dir / node.name / "ledger.json")
@@ -205,8 +215,12 @@ def _start_node(node: Node, number: int, clock: SimClock, started_s: int, window
     return _NodeRun(node, fake, monitor, agent, telemetry, sink, servers)
 
 
-def _loop(runs: list[_NodeRun], clock: SimClock, window: Window,
-          progress: Callable[[int, int], None] | None) -> None:
+def _loop(
+    runs: list[_NodeRun],
+    clock: SimClock,
+    window: Window,
+    progress: Callable[[int, int], None] | None,
+) -> None:
     for step in range(window.steps + 1):
         clock.t_s = window.since_s + step * window.step_s
         for node_run in runs:

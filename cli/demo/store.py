@@ -47,7 +47,7 @@ def demo_path(db: str | None) -> Path:
                 f"--db {text!r}: the demo writes its own SQLite file; give a path such as "
                 f"{DEFAULT_PATH} (or sqlite:///{DEFAULT_PATH})"
             )
-        text = text[len(SQLITE_PREFIX):]
+        text = text[len(SQLITE_PREFIX) :]
     return Path(text).expanduser()
 
 
@@ -112,13 +112,25 @@ def demo_prices(
 ) -> list[PriceEntry]:
     """GPU-hour prices of the chosen tier for every SKU, and the site's electricity."""
     entries = [
-        PriceEntry(SCOPE_SKU, sku, effective_from,
-                   usd_per_gpu_hour=board.usd_per_gpu_hour[tier].value,
-                   note=f"wattledger demo: SemiAnalysis TCO, {tier} tier")
+        PriceEntry(
+            SCOPE_SKU,
+            sku,
+            effective_from,
+            usd_per_gpu_hour=board.usd_per_gpu_hour[tier].value,
+            note=f"wattledger demo: SemiAnalysis TCO, {tier} tier",
+        )
         for sku, board in BOARDS.items()
     ]
-    entries.append(PriceEntry(SCOPE_SITE, site, effective_from, usd_per_kwh=usd_per_kwh, pue=pue,
-                              note="wattledger demo: stated electricity price and PUE"))
+    entries.append(
+        PriceEntry(
+            SCOPE_SITE,
+            site,
+            effective_from,
+            usd_per_kwh=usd_per_kwh,
+            pue=pue,
+            note="wattledger demo: stated electricity price and PUE",
+        )
+    )
     return entries
 
 
@@ -138,8 +150,13 @@ def stored_totals(engine: Engine) -> StoredTotals:
     """Sum every stored counter delta of GPU energy and engine tokens."""
     totals = StoredTotals()
     query = (
-        select(s.series.c.metric, s.series.c.gpu_uuid, s.series.c.model, s.series.c.label,
-               func.sum(s.deltas.c.value))
+        select(
+            s.series.c.metric,
+            s.series.c.gpu_uuid,
+            s.series.c.model,
+            s.series.c.label,
+            func.sum(s.deltas.c.value),
+        )
         .join(s.deltas, s.deltas.c.series_id == s.series.c.id)
         .where(s.series.c.metric.in_((c.METRIC_ENERGY, c.METRIC_TOKENS)))
         .group_by(s.series.c.metric, s.series.c.gpu_uuid, s.series.c.model, s.series.c.label)

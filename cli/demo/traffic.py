@@ -51,8 +51,12 @@ class Counts:
         return self.requests * DECODE_S
 
     def __sub__(self, other: Counts) -> Counts:
-        return Counts(self.input - other.input, self.cached - other.cached,
-                      self.output - other.output, self.requests - other.requests)
+        return Counts(
+            self.input - other.input,
+            self.cached - other.cached,
+            self.output - other.output,
+            self.requests - other.requests,
+        )
 
 
 def _share(work: int, share: Fraction) -> int:
@@ -74,8 +78,9 @@ def running_requests(tokens_per_s: int, t_s: int) -> int:
     return round(requests_per_s * (PREFILL_S + DECODE_S))
 
 
-def worker_counts(node: Node, deployment: Deployment, worker: Worker, started_s: int,
-                  t_s: int) -> list[tuple[str, Counts]]:
+def worker_counts(
+    node: Node, deployment: Deployment, worker: Worker, started_s: int, t_s: int
+) -> list[tuple[str, Counts]]:
     """A worker's counters per engine, as its page shows them (before any role rule).
 
     A vLLM worker runs one data-parallel engine per GPU, each with its own series; other engines

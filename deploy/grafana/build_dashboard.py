@@ -27,26 +27,48 @@ PRICED = """WITH u AS (
 """
 
 PANELS = [
-    ("USD per million tokens by model and architecture", "table", PRICED + """SELECT model, architecture,
+    (
+        "USD per million tokens by model and architecture",
+        "table",
+        PRICED
+        + """SELECT model, architecture,
   SUM(gpu_seconds / 3600.0 * COALESCE(gpu_rate, 0) + energy_j / 3.6e6 * COALESCE(kwh_rate, 0))
     / NULLIF(SUM(tokens), 0) * 1e6 AS usd_per_mtok,
   SUM(tokens) AS tokens
-FROM priced GROUP BY model, architecture ORDER BY model, architecture"""),
-    ("USD per million tokens over time", "timeseries", PRICED + """SELECT $__unixEpochGroupAlias(hour, 1h),
+FROM priced GROUP BY model, architecture ORDER BY model, architecture""",
+    ),
+    (
+        "USD per million tokens over time",
+        "timeseries",
+        PRICED
+        + """SELECT $__unixEpochGroupAlias(hour, 1h),
   SUM(gpu_seconds / 3600.0 * COALESCE(gpu_rate, 0) + energy_j / 3.6e6 * COALESCE(kwh_rate, 0))
     / NULLIF(SUM(tokens), 0) * 1e6 AS usd_per_mtok
-FROM priced GROUP BY 1 ORDER BY 1"""),
-    ("Prefill and decode time", "timeseries", """SELECT $__unixEpochGroupAlias(hour, 1h),
+FROM priced GROUP BY 1 ORDER BY 1""",
+    ),
+    (
+        "Prefill and decode time",
+        "timeseries",
+        """SELECT $__unixEpochGroupAlias(hour, 1h),
   SUM(prefill_seconds) AS prefill_s, SUM(decode_seconds) AS decode_s
-FROM usage_hourly WHERE $__unixEpochFilter(hour) GROUP BY 1 ORDER BY 1"""),
-    ("Idle share of GPU time", "timeseries", """SELECT $__unixEpochGroupAlias(hour, 1h),
+FROM usage_hourly WHERE $__unixEpochFilter(hour) GROUP BY 1 ORDER BY 1""",
+    ),
+    (
+        "Idle share of GPU time",
+        "timeseries",
+        """SELECT $__unixEpochGroupAlias(hour, 1h),
   1.0 - SUM(serving_seconds) / NULLIF(SUM(gpu_seconds), 0) AS idle_share
-FROM usage_hourly WHERE $__unixEpochFilter(hour) GROUP BY 1 ORDER BY 1"""),
-    ("Energy per token by model and architecture", "table", """SELECT uh.model, g.architecture,
+FROM usage_hourly WHERE $__unixEpochFilter(hour) GROUP BY 1 ORDER BY 1""",
+    ),
+    (
+        "Energy per token by model and architecture",
+        "table",
+        """SELECT uh.model, g.architecture,
   SUM(uh.energy_j) / NULLIF(SUM(uh.input_tokens + uh.output_tokens), 0) AS joules_per_token
 FROM usage_hourly uh JOIN gpus g ON g.uuid = uh.gpu_uuid
 WHERE $__unixEpochFilter(uh.hour) AND uh.endpoint_id IS NOT NULL
-GROUP BY uh.model, g.architecture ORDER BY uh.model, g.architecture"""),
+GROUP BY uh.model, g.architecture ORDER BY uh.model, g.architecture""",
+    ),
 ]
 
 
@@ -57,14 +79,16 @@ def panel(index: int, title: str, kind: str, sql: str) -> dict:
         "type": kind,
         "datasource": {"type": "grafana-postgresql-datasource", "uid": "wattledger-pg"},
         "gridPos": {"x": (index % 2) * 12, "y": (index // 2) * 9, "w": 12, "h": 9},
-        "targets": [{
-            "refId": "A",
-            "datasource": {"type": "grafana-postgresql-datasource", "uid": "wattledger-pg"},
-            "editorMode": "code",
-            "format": "table" if kind == "table" else "time_series",
-            "rawQuery": True,
-            "rawSql": sql,
-        }],
+        "targets": [
+            {
+                "refId": "A",
+                "datasource": {"type": "grafana-postgresql-datasource", "uid": "wattledger-pg"},
+                "editorMode": "code",
+                "format": "table" if kind == "table" else "time_series",
+                "rawQuery": True,
+                "rawSql": sql,
+            }
+        ],
     }
 
 

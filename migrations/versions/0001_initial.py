@@ -103,7 +103,9 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(
             ["endpoint_id"], ["endpoints.id"], name="fk_series_endpoint_id_endpoints"
         ),
-        sa.ForeignKeyConstraint(["token_id"], ["api_tokens.id"], name="fk_series_token_id_api_tokens"),
+        sa.ForeignKeyConstraint(
+            ["token_id"], ["api_tokens.id"], name="fk_series_token_id_api_tokens"
+        ),
     )
     op.create_index("ix_series_metric", "series", ["metric"])
     op.create_index("ix_series_gpu_uuid", "series", ["gpu_uuid"])
@@ -228,9 +230,7 @@ def upgrade() -> None:
         sa.Column("finished_ns", sa.BigInteger),
         sa.Column("error", sa.Text),
         sa.PrimaryKeyConstraint("id", name="pk_export_runs"),
-        sa.UniqueConstraint(
-            "job", "period_start", "period_end", name="uq_export_runs_job_period"
-        ),
+        sa.UniqueConstraint("job", "period_start", "period_end", name="uq_export_runs_job_period"),
     )
 
     op.create_table(
