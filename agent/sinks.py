@@ -133,7 +133,11 @@ class OtlpSink:
         message = response.text.strip().splitlines()[0] if response.text.strip() else ""
         if status in (401, 403):
             logger.error(
-                "collector at %s refused the agent's token (%d): %s", self.url, status, message
+                "collector at %s refused the agent's token (%d: %s); check agent.token_file, "
+                "or make a token with: wattledger token create NAME --node NODE",
+                self.url,
+                status,
+                message or "no reason given",
             )
             return Delivery.RETRY
         if status in RETRYABLE_STATUS or status >= 500:

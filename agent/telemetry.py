@@ -18,7 +18,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry.metrics import CallbackOptions, Observation
-from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics import (
+    MeterProvider,
+    ObservableCounter,
+    ObservableGauge,
+    ObservableUpDownCounter,
+)
 from opentelemetry.sdk.metrics.export import (
     Gauge,
     MetricReader,
@@ -96,11 +101,23 @@ def build_resource(
     return Resource.create(attributes)
 
 
+# The SDK folds attribute sets beyond its per-instrument limit (2,000 by default) into one
+# overflow point with no attributes, which the collector must refuse. A node's series are
+# bounded by its GPUs, endpoints and models; many LoRA adapters on one endpoint can pass 2,000.
+SERIES_PER_INSTRUMENT = 100_000
+
+
 class SnapshotReader(MetricReader):
     """Collects on demand and hands the stamped batch to ``sink``."""
 
     def __init__(self, sink: Callable[[MetricsData], bool]) -> None:
-        super().__init__()
+        super().__init__(
+            cardinality_limits={
+                ObservableCounter: SERIES_PER_INSTRUMENT,
+                ObservableGauge: SERIES_PER_INSTRUMENT,
+                ObservableUpDownCounter: SERIES_PER_INSTRUMENT,
+            }
+        )
         self._sink = sink
         self._stamp: Callable[[MetricsData], MetricsData] | None = None
         self.last_result: bool | None = None
@@ -143,6 +160,18 @@ class AgentTelemetry:
 
     def publish(self, snapshot: Snapshot) -> None:
         """Make ``snapshot`` what the next collection reports."""
+        crowded = [
+            m for m, values in snapshot.values.items() if len(values) > SERIES_PER_INSTRUMENT
+        ]
+        for metric in crowded:
+            # Limitation: beyond this many series one instrument's extra series are folded
+            # into an overflow point that the collector refuses.
+            logger.warning(
+                "%s has %d series, more than the %d one export carries; the rest are lost",
+                metric,
+                len(snapshot.values[metric]),
+                SERIES_PER_INSTRUMENT,
+            )
         with self._lock:
             self._snapshot = snapshot
             self._starts = {

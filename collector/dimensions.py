@@ -26,7 +26,7 @@ from sqlalchemy import Connection, select, tuple_
 
 from wattledger import contract as c
 from wattledger.collector import schema as s
-from wattledger.collector.points import Point, SeriesIdentity, tags_of
+from wattledger.collector.points import CONTROL_CHARACTERS, Point, SeriesIdentity, tags_of
 from wattledger.collector.rollup import HOUR_NS
 from wattledger.collector.sqlbulk import upsert_replace
 
@@ -216,13 +216,13 @@ def _gpu_row(identity: SeriesIdentity, point: Point) -> dict[str, Any]:
     return {
         "uuid": identity.gpu_uuid,
         "node": identity.node,
-        "cluster": _opt(resource.get(c.RES_CLUSTER)),
-        "site": _opt(resource.get(c.RES_SITE)),
-        "name": _opt(attrs.get(c.ATTR_HW_NAME)),
-        "sku": _opt(attrs.get(c.ATTR_SKU)),
-        "architecture": _opt(attrs.get(c.ATTR_ARCHITECTURE)),
-        "parent_uuid": _opt(attrs.get(c.ATTR_HW_PARENT)),
-        "mig_profile": _opt(attrs.get(c.ATTR_MIG_PROFILE)),
+        "cluster": _clean(resource.get(c.RES_CLUSTER), 255),
+        "site": _clean(resource.get(c.RES_SITE), 255),
+        "name": _clean(attrs.get(c.ATTR_HW_NAME), 255),
+        "sku": _clean(attrs.get(c.ATTR_SKU), 64),
+        "architecture": _clean(attrs.get(c.ATTR_ARCHITECTURE), 32),
+        "parent_uuid": _clean(attrs.get(c.ATTR_HW_PARENT), 96),
+        "mig_profile": _clean(attrs.get(c.ATTR_MIG_PROFILE), 64),
         "tags": json.dumps(tags_of(resource), sort_keys=True),
         "first_seen_ns": point.t_ns,
         "last_seen_ns": point.t_ns,
@@ -231,15 +231,15 @@ def _gpu_row(identity: SeriesIdentity, point: Point) -> dict[str, Any]:
 
 def _merge_gpu(row: dict[str, Any], point: Point) -> None:
     """Fill descriptive fields a later point of the same GPU carries (gauges may carry fewer)."""
-    for column, attr in (
-        ("name", c.ATTR_HW_NAME),
-        ("sku", c.ATTR_SKU),
-        ("architecture", c.ATTR_ARCHITECTURE),
-        ("parent_uuid", c.ATTR_HW_PARENT),
-        ("mig_profile", c.ATTR_MIG_PROFILE),
+    for column, attr, width in (
+        ("name", c.ATTR_HW_NAME, 255),
+        ("sku", c.ATTR_SKU, 64),
+        ("architecture", c.ATTR_ARCHITECTURE, 32),
+        ("parent_uuid", c.ATTR_HW_PARENT, 96),
+        ("mig_profile", c.ATTR_MIG_PROFILE, 64),
     ):
         if row[column] is None and point.attrs.get(attr):
-            row[column] = str(point.attrs[attr])
+            row[column] = _clean(point.attrs[attr], width)
     _widen(row, point.t_ns)
 
 
@@ -251,11 +251,11 @@ def _endpoint_row(identity: SeriesIdentity, point: Point) -> dict[str, Any]:
     return {
         "node": identity.node,
         "name": identity.endpoint,
-        "engine": _opt(attrs.get(c.ATTR_ENGINE)),
-        "engine_version": _opt(attrs.get(c.ATTR_ENGINE_VERSION)),
+        "engine": _clean(attrs.get(c.ATTR_ENGINE), 32),
+        "engine_version": _clean(attrs.get(c.ATTR_ENGINE_VERSION), 64),
         "role": role,
-        "cluster": _opt(resource.get(c.RES_CLUSTER)),
-        "site": _opt(resource.get(c.RES_SITE)),
+        "cluster": _clean(resource.get(c.RES_CLUSTER), 255),
+        "site": _clean(resource.get(c.RES_SITE), 255),
         "tags": json.dumps(tags_of(resource), sort_keys=True),
         "first_seen_ns": point.t_ns,
         "last_seen_ns": point.t_ns,
@@ -263,12 +263,16 @@ def _endpoint_row(identity: SeriesIdentity, point: Point) -> dict[str, Any]:
 
 
 def _gpu_ids(value: Any) -> list[str]:
+    """The GPU UUIDs an endpoint names; ones the store could not keep as given are skipped."""
     if value is None:
         return []
-    if isinstance(value, str):
-        return [part for part in value.split(",") if part]
-    return [str(v) for v in value if v]
+    parts = value.split(",") if isinstance(value, str) else [str(v) for v in value if v]
+    return [p for p in parts if p and len(p) <= 96 and not CONTROL_CHARACTERS.search(p)]
 
 
-def _opt(value: Any) -> str | None:
-    return None if value is None or value == "" else str(value)
+def _clean(value: Any, limit: int) -> str | None:
+    """A descriptive value the store can keep: control characters dropped, cut to ``limit``."""
+    if value is None or value == "":
+        return None
+    text = CONTROL_CHARACTERS.sub("", str(value))
+    return text[:limit] or None

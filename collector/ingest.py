@@ -58,6 +58,7 @@ from wattledger.collector.sqlbulk import insert_ignore, upsert_add
 logger = logging.getLogger(__name__)
 
 MAX_REMEMBERED = 2_000_000
+GPU_MOVE_AFTER_NS = HOUR_NS
 
 
 class LimitExceeded(ValueError):
@@ -107,6 +108,7 @@ class Ingestor:
         self._identities: dict[tuple, SeriesIdentity] = {}
         self._series_ids: dict[str, int] = {}
         self._dimensions = DimensionWriter()
+        self._gpu_owners: dict[str, tuple[str, int]] = {}
 
     def ingest(
         self,
@@ -117,11 +119,12 @@ class Ingestor:
     ) -> IngestResult:
         checked = IngestResult()
         accepted: list[tuple[Point, SeriesIdentity]] = []
+        now_ns = time.time_ns()
 
         for point in points:
             checked.received += 1
             try:
-                _check_value(point)
+                _check_value(point, now_ns)
                 identity = self._identify(point)
             except InvalidPoint as exc:
                 checked.reject(str(exc))
@@ -131,6 +134,7 @@ class Ingestor:
                 continue
             accepted.append((point, identity))
 
+        accepted = self._owned_gpus_only(accepted, checked, restricted=allowed_nodes is not None)
         if not accepted:
             return checked
 
@@ -153,7 +157,59 @@ class Ingestor:
     def forget(self) -> None:
         """Drop what this collector remembers about stored rows."""
         self._series_ids.clear()
+        self._gpu_owners.clear()
         self._dimensions.forget()
+
+    def _owned_gpus_only(
+        self,
+        accepted: list[tuple[Point, SeriesIdentity]],
+        checked: IngestResult,
+        *,
+        restricted: bool,
+    ) -> list[tuple[Point, SeriesIdentity]]:
+        """Refuse points for a GPU that another node is still reporting.
+
+        A GPU UUID is unique in the world, so one recorded under another node is either a
+        GPU that moved or a sender that is wrong (a copied config, a simulated GPU, a hostile
+        agent). Its rows say which node it is on, so letting a second node write it would move
+        its whole history. A GPU moves only once its old node has been silent about it for an
+        hour, and never for a token that is limited to some nodes.
+        """
+        claims = {i.gpu_uuid for _p, i in accepted if i.gpu_uuid is not None}
+        unknown = sorted(claims - set(self._gpu_owners))
+        for start in range(0, len(unknown), 1000):
+            chunk = unknown[start : start + 1000]
+            with self.engine.connect() as conn:
+                rows = conn.execute(
+                    select(s.gpus.c.uuid, s.gpus.c.node, s.gpus.c.last_seen_ns).where(
+                        s.gpus.c.uuid.in_(chunk)
+                    )
+                )
+                self._gpu_owners.update({uuid: (node, seen) for uuid, node, seen in rows})
+
+        kept = []
+        for point, identity in accepted:
+            owner = self._gpu_owners.get(identity.gpu_uuid) if identity.gpu_uuid else None
+            if owner is not None and owner[0] != identity.node:
+                node, last_seen = owner
+                if restricted or point.t_ns - last_seen < GPU_MOVE_AFTER_NS:
+                    checked.reject(
+                        f"GPU {identity.gpu_uuid} is reported by node {node!r}; "
+                        f"node {identity.node!r} may not write it too"
+                    )
+                    continue
+            kept.append((point, identity))
+        return kept
+
+    def _remember_gpu_owners(self, accepted: Sequence[tuple[Point, SeriesIdentity]]) -> None:
+        if len(self._gpu_owners) > MAX_REMEMBERED:
+            self._gpu_owners.clear()
+        for point, identity in accepted:
+            if identity.gpu_uuid is None:
+                continue
+            known = self._gpu_owners.get(identity.gpu_uuid)
+            if known is None or known[0] != identity.node or known[1] < point.t_ns:
+                self._gpu_owners[identity.gpu_uuid] = (identity.node, point.t_ns)
 
     def _identify(self, point: Point) -> SeriesIdentity:
         attrs = point.attrs
@@ -197,6 +253,7 @@ class Ingestor:
             self._dimensions.rollback()
             raise
         self._dimensions.commit()
+        self._remember_gpu_owners(accepted)
         if len(self._series_ids) + len(new_ids) > MAX_REMEMBERED:
             self._series_ids.clear()
         self._series_ids.update(new_ids)
@@ -268,13 +325,34 @@ class Ingestor:
                 )
 
 
-def _check_value(point: Point) -> None:
+# Bounds on what a point may say. A value or time beyond them is a broken or hostile sender:
+# one such point would otherwise poison its series (a time years ahead makes every later point
+# look like a repeat) or flood the rollups (a start decades back spreads over every hour since).
+MAX_VALUE = 1e15  # tokens since a series start, or joules (a 1 kW GPU runs 31.7 years to 1e12 J)
+FUTURE_TOLERANCE_NS = 3600 * NS_PER_S  # clocks may run ahead; not by more than an hour
+MAX_SPAN_NS = 400 * 86_400 * NS_PER_S  # the longest interval one point may cover
+MAX_TIME_NS = 2**63 - 1
+
+
+def _check_value(point: Point, now_ns: int) -> None:
     if not math.isfinite(point.value):
         raise InvalidPoint(f"{point.metric} has a non-finite value {point.value!r}")
     if point.kind in (COUNTER, DELTA) and point.value < 0:
         raise InvalidPoint(f"{point.metric} is a counter but has a negative value {point.value!r}")
+    if abs(point.value) > MAX_VALUE:
+        raise InvalidPoint(f"{point.metric} has an implausible value {point.value:g}")
     if point.t_ns <= 0:
         raise InvalidPoint(f"{point.metric} has no timestamp")
+    if point.t_ns > min(now_ns + FUTURE_TOLERANCE_NS, MAX_TIME_NS):
+        ahead_h = (point.t_ns - now_ns) / HOUR_NS
+        raise InvalidPoint(
+            f"{point.metric} has a time {ahead_h:,.1f} h ahead of the collector's clock; "
+            "check the sender's clock"
+        )
+    start = point.start_ns
+    if start is not None and (start > point.t_ns or point.t_ns - start > MAX_SPAN_NS):
+        where = "after" if start > point.t_ns else "over 400 days before"
+        raise InvalidPoint(f"{point.metric} has a start time {where} its time")
 
 
 @dataclass

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -94,17 +95,27 @@ class SeriesIdentity:
     label: str | None
 
 
+# Longest identity values the store keeps (the widths of the columns they go to).
+IDENTITY_LIMITS = {
+    c.RES_NODE: 255,
+    c.ATTR_HW_ID: 96,
+    c.ATTR_ENDPOINT: 255,
+    c.ATTR_MODEL: 255,
+}
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def identify(point: Point) -> SeriesIdentity:
     """The identity of the series ``point`` belongs to, or :class:`InvalidPoint`."""
-    node = node_of(point.resource)
+    node = _checked(c.RES_NODE, node_of(point.resource))
     attrs = point.attrs
 
     gpu_uuid = endpoint = model = label = None
     if point.metric in GPU_METRICS:
-        gpu_uuid = _required(attrs, c.ATTR_HW_ID, point.metric)
+        gpu_uuid = _checked(c.ATTR_HW_ID, _required(attrs, c.ATTR_HW_ID, point.metric))
     else:
-        endpoint = _required(attrs, c.ATTR_ENDPOINT, point.metric)
-        model = str(attrs.get(c.ATTR_MODEL) or "unknown")
+        endpoint = _checked(c.ATTR_ENDPOINT, _required(attrs, c.ATTR_ENDPOINT, point.metric))
+        model = _checked(c.ATTR_MODEL, str(attrs.get(c.ATTR_MODEL) or "unknown"))
         label_attr = LABEL_ATTRIBUTE.get(point.metric)
         if label_attr:
             label = _required(attrs, label_attr, point.metric)
@@ -115,6 +126,19 @@ def identify(point: Point) -> SeriesIdentity:
     key = json.dumps([point.metric, node, gpu_uuid, endpoint, model, label], separators=(",", ":"))
     key_hash = hashlib.sha256(key.encode()).hexdigest()
     return SeriesIdentity(key_hash, point.metric, node, gpu_uuid, endpoint, model, label)
+
+
+def _checked(name: str, value: str) -> str:
+    """An identity value as given, or :class:`InvalidPoint` if the store cannot keep it as is.
+
+    Identity values are never cut or cleaned: two different names must not become one series.
+    """
+    limit = IDENTITY_LIMITS[name]
+    if len(value) > limit:
+        raise InvalidPoint(f"{name} is {len(value)} characters long; the limit is {limit}")
+    if CONTROL_CHARACTERS.search(value):
+        raise InvalidPoint(f"{name} {value[:40]!r} contains control characters")
+    return value
 
 
 def _required(attrs: Mapping[str, Any], name: str, metric: str) -> str:

@@ -148,7 +148,7 @@ class Scene:
 def expected_energy_mj(state_dir: Path, db: Engine) -> dict[str, int]:
     """Per GPU: the simulated counter at the agent's last reading minus at its first reading."""
     ledger = json.loads((state_dir / "ledger.json").read_text())["series"]
-    physics = fake_from_spec(FAKE_GPUS, clock=ManualClock(0.0))
+    physics = fake_from_spec(FAKE_GPUS, clock=ManualClock(0.0), node=NODE)
     with db.connect() as conn:
         starts = dict(
             conn.execute(

@@ -155,3 +155,26 @@ def test_an_agent_restart_continues_every_series_from_its_saved_baselines(engine
     }
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(s.series)).scalar() == 7
+
+
+def test_an_endpoint_with_thousands_of_lora_adapters_keeps_every_model(engine, tmp_path):
+    """3,000 series per instrument: beyond the SDK's default limit of 2,000 attribute sets."""
+    names = [f"lora-{i:04d}" for i in range(1_500)]
+
+    def page(tokens_each: float) -> EngineReading:
+        models = {
+            name: ModelReading(
+                name,
+                input_tokens=Quantity(tokens_each, "counter vllm:prompt_tokens_total"),
+                output_tokens=Quantity(tokens_each / 2, "counter vllm:generation_tokens_total"),
+            )
+            for name in names
+        }
+        return EngineReading("vllm", models, started_at=100.0)
+
+    agent = build_agent(DatabaseSink(engine), tmp_path, [page(0.0), page(1_000.0)])
+    agent.tick(T0)
+    agent.tick(T0 + 60 * S)
+
+    assert sums(engine)[(c.METRIC_TOKENS, "input")] == 1_500 * 1_000.0
+    assert sums(engine)[(c.METRIC_TOKENS, "output")] == 1_500 * 500.0

@@ -28,7 +28,7 @@ from wattledger.cli.main import cli
 from wattledger.collector.db import open_engine
 from wattledger.migrations import runner
 
-DAY = 1_796_774_400  # 2026-12-09T00:00:00Z, a midnight
+DAY = 1_794_182_400  # 2026-11-09T00:00:00Z, a midnight in the past
 WIDE = {"COLUMNS": "200"}
 
 

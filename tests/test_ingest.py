@@ -1,5 +1,6 @@
 """Storing points as deltas: exactly once, never negative, rolled up by hour."""
 
+import pytest
 from sqlalchemy import func, select
 
 from wattledger import contract as c
@@ -241,3 +242,117 @@ def test_rollups_rebuilt_from_rows_equal_the_ones_kept_at_ingest(engine):
     rebuild(engine)
 
     assert stored(engine, s.rollup_hourly, *columns) == kept
+
+
+# --- points that would poison the store are refused, one by one -------------------------------
+
+
+def test_a_point_from_the_future_is_refused_and_does_not_block_its_series(engine):
+    import time as _time
+
+    now = _time.time_ns()
+    ahead = Point(
+        c.METRIC_ENERGY, COUNTER, RESOURCE, GPU, now - 60 * S, now + 10 * 365 * 86_400 * S, 9e9
+    )
+    normal = Point(c.METRIC_ENERGY, COUNTER, RESOURCE, GPU, now - 60 * S, now - 30 * S, 1_000.0)
+
+    first = Ingestor(engine).ingest([ahead])
+    second = Ingestor(engine).ingest([normal])
+
+    assert first.rejected == 1
+    assert "ahead of the collector's clock" in first.rejections[0]
+    assert (second.rejected, second.stored_deltas) == (0, 1)
+    assert total(engine, s.deltas.c.value) == 1_000.0
+
+
+def test_a_start_decades_before_the_point_is_refused_instead_of_spread_over_every_hour(engine):
+    ancient = Point(c.METRIC_TOKENS, COUNTER, RESOURCE, tokens(60, 1.0).attrs, 1, T0 + 60 * S, 1e6)
+
+    result = Ingestor(engine).ingest([ancient])
+
+    assert result.rejections == [
+        "wattledger.engine.tokens has a start time over 400 days before its time"
+    ]
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(s.rollup_hourly)).scalar() == 0
+        assert conn.execute(select(func.count()).select_from(s.dirty_hours)).scalar() == 0
+
+
+def test_implausibly_large_values_are_refused(engine):
+    huge = Point(c.METRIC_TOKENS, COUNTER, RESOURCE, tokens(60, 1.0).attrs, T0, T0 + 60 * S, 1e300)
+
+    result = Ingestor(engine).ingest([huge])
+
+    assert result.rejections == ["wattledger.engine.tokens has an implausible value 1e+300"]
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        ("bad\x00model", "gen_ai.request.model 'bad\\x00model' contains control characters"),
+        ("m" * 300, "gen_ai.request.model is 300 characters long; the limit is 255"),
+    ],
+)
+def test_identity_values_the_store_cannot_keep_are_refused_not_altered(engine, model, message):
+    bad = tokens(60, 5.0, model=model)
+
+    result = Ingestor(engine).ingest([bad, tokens(60, 7.0)])
+
+    assert result.rejections == [message]
+    assert total(engine, s.deltas.c.value) == 7.0
+
+
+def test_descriptive_values_are_cleaned_and_cut_to_what_the_store_keeps(engine):
+    noisy = {**GPU, c.ATTR_HW_NAME: "NVIDIA\x00 H100" + "x" * 400, c.ATTR_SKU: "H" * 100}
+
+    Ingestor(engine).ingest(
+        [Point(c.METRIC_ENERGY, COUNTER, RESOURCE, noisy, T0, T0 + 60 * S, 1.0)]
+    )
+
+    with engine.connect() as conn:
+        name, sku = conn.execute(select(s.gpus.c.name, s.gpus.c.sku)).one()
+    assert name == ("NVIDIA H100" + "x" * 400)[:255]
+    assert sku == "H" * 64
+
+
+def _gpu_point(node, t_s, joules):
+    return Point(c.METRIC_ENERGY, COUNTER, {c.RES_NODE: node}, GPU, T0, T0 + t_s * S, joules)
+
+
+def test_a_gpu_another_node_still_reports_cannot_be_taken_over(engine):
+    ingestor = Ingestor(engine)
+    ingestor.ingest([_gpu_point("node-b", 60, 600.0), _gpu_point("node-b", 3600, 36_000.0)])
+
+    limited = Ingestor(engine).ingest(
+        [_gpu_point("node-a", 3660, 99.0)], allowed_nodes=frozenset({"node-a"})
+    )
+    open_token = ingestor.ingest([_gpu_point("node-a", 3700, 99.0)])
+
+    expected = "GPU GPU-aaaa is reported by node 'node-b'; node 'node-a' may not write it too"
+    assert limited.rejections == [expected]
+    assert open_token.rejections == [expected]
+    with engine.connect() as conn:
+        assert conn.execute(select(s.gpus.c.node)).scalar() == "node-b"
+
+
+def test_a_gpu_moves_after_its_old_node_fell_silent_for_an_hour(engine):
+    ingestor = Ingestor(engine)
+    ingestor.ingest([_gpu_point("node-b", 60, 600.0)])
+
+    moved = ingestor.ingest(
+        [
+            Point(
+                c.METRIC_ENERGY,
+                COUNTER,
+                {c.RES_NODE: "node-a"},
+                GPU,
+                T0 + 7200 * S,
+                T0 + 7260 * S,
+                50.0,
+            )
+        ]
+    )
+
+    assert moved.rejected == 0
+    with engine.connect() as conn:
+        assert conn.execute(select(s.gpus.c.node)).scalar() == "node-a"

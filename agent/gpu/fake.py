@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import hashlib
 import math
 import re
 import threading
@@ -169,8 +170,13 @@ class FakeNvml:
         clock: Callable[[], float] | None = None,
         counter_period_ms: int = 100,
         driver_version: str = "580.105.08",
+        uuid_seed: str = "",
     ) -> None:
         profiles = [boards] * count if isinstance(boards, BoardProfile) else list(boards)
+        # A real UUID is unique in the world; fakes on different nodes must differ too.
+        self._uuid_tag = (
+            hashlib.sha256(uuid_seed.encode()).hexdigest()[:12] if uuid_seed else "0" * 12
+        )
         self.clock: Callable[[], float] = clock or ManualClock()
         self.counter_period_ms = counter_period_ms
         self.driver_version = driver_version
@@ -195,7 +201,8 @@ class FakeNvml:
             serial_number = module_number if profile.gpus_per_module > 1 else index + 1
             gpu = FakeGpu(
                 profile=profile,
-                uuid=f"GPU-{index:08x}-0000-0000-0000-{index:012x}",
+                uuid=f"GPU-{index:08x}-{self._uuid_tag[:4]}-{self._uuid_tag[4:8]}-"
+                f"{self._uuid_tag[8:12]}-{index:012x}",
                 serial=f"1650000{serial_number:06d}",
                 power=PowerCurve.constant(profile.idle_power_mw / 1000),
                 initial_energy_mj=1_000_000_000 + 1_000_000 * index,
@@ -718,8 +725,14 @@ def _address(sample: Any) -> int:
 _SPEC_ITEM = re.compile(r"^\s*(?:(\d+)\s*[xX]\s*)?([A-Za-z0-9]+)\s*$")
 
 
-def fake_from_spec(spec: str, *, clock: Callable[[], float] | None = None) -> FakeNvml:
-    """A fake node from a spec such as ``8xH100`` or ``4xGB200,2xB200``."""
+def fake_from_spec(
+    spec: str, *, clock: Callable[[], float] | None = None, node: str | None = None
+) -> FakeNvml:
+    """A fake node from a spec such as ``8xH100`` or ``4xGB200,2xB200``.
+
+    With ``node``, the GPUs' UUIDs carry a tag derived from the node's name, so simulated
+    nodes never share a GPU.
+    """
     boards: list[BoardProfile] = []
     for item in spec.split(","):
         match = _SPEC_ITEM.match(item)
@@ -731,4 +744,4 @@ def fake_from_spec(spec: str, *, clock: Callable[[], float] | None = None) -> Fa
                 f"BOARD one of {known} (e.g. 8xH100)"
             )
         boards.extend([PROFILES[key]] * int(match.group(1) or 1))
-    return FakeNvml(boards, clock=clock)
+    return FakeNvml(boards, clock=clock, uuid_seed=node or "")

@@ -183,7 +183,7 @@ def _open_gpus(settings: AgentConfig, ledger: CounterLedger, fake_spec: str | No
         return GpuMonitor(open_nvml(None, call_timeout_s=settings.nvml_timeout_s), ledger)
 
     clock = _CycleClock()
-    lib = fake_from_spec(fake_spec, clock=clock)
+    lib = fake_from_spec(fake_spec, clock=clock, node=settings.node)
     monitor = GpuMonitor(open_nvml(lib, call_timeout_s=settings.nvml_timeout_s), ledger)
     return _FakeTimedMonitor(monitor, clock)
 
