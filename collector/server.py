@@ -19,7 +19,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, SQLAlchemyError
 
 from wattledger.collector import otlp
 from wattledger.collector.auth import Caller, Unauthorized
@@ -174,6 +174,15 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.count(requests=1, errors=1)
             self._reply_text(HTTPStatus.BAD_REQUEST, str(exc))
             return
+        except DataError as exc:
+            # A value the checks let through but the database refuses: sending it again
+            # cannot help, so the sender is told to drop the batch rather than retry it.
+            logger.warning("batch refused by the database: %s", _one_line(exc))
+            self.server.count(requests=1, errors=1)
+            self._reply_text(
+                HTTPStatus.BAD_REQUEST, f"the store cannot take this batch: {_one_line(exc)}"
+            )
+            return
         except (SQLAlchemyError, WattledgerError) as exc:
             logger.warning("batch not stored: %s", _one_line(exc))
             self.server.count(requests=1, errors=1)
@@ -181,6 +190,13 @@ class _Handler(BaseHTTPRequestHandler):
                 HTTPStatus.SERVICE_UNAVAILABLE,
                 "database unavailable; retry later",
                 extra={"Retry-After": "5"},
+            )
+            return
+        except Exception:
+            logger.exception("batch not stored: unexpected error")
+            self.server.count(requests=1, errors=1)
+            self._reply_text(
+                HTTPStatus.INTERNAL_SERVER_ERROR, "the collector failed on this batch; see its log"
             )
             return
 

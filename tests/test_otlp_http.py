@@ -173,3 +173,27 @@ def test_metrics_the_contract_does_not_know_are_skipped_not_refused():
     assert [p.metric for p in decoded.points] == [c.METRIC_ENERGY]
     assert decoded.skipped_metrics == {"http.server.duration": 1}
     assert json.loads(json.dumps(decoded.skipped_metrics)) == {"http.server.duration": 1}
+
+
+def test_a_value_the_database_refuses_is_a_400_and_a_bug_is_a_500_never_a_dropped_connection(
+    collector, monkeypatch
+):
+    from sqlalchemy.exc import DataError
+
+    body = request_with_energy(1.0).SerializeToString()
+
+    def refuse(*_args, **_kwargs):
+        raise DataError("INSERT ...", {}, Exception("value out of range for type bigint"))
+
+    monkeypatch.setattr(collector.ingestor, "ingest", refuse)
+    status, text, _ = post(collector, body, "application/x-protobuf")
+    assert status == 400
+    assert text.decode() == "the store cannot take this batch: value out of range for type bigint\n"
+
+    def crash(*_args, **_kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(collector.ingestor, "ingest", crash)
+    status, text, _ = post(collector, body, "application/x-protobuf")
+    assert status == 500
+    assert text.decode() == "the collector failed on this batch; see its log\n"
