@@ -150,10 +150,10 @@ def _open_sink(app: App, settings: AgentConfig, db_url: str | None, collector_ur
 
 def _single_node_store(app: App, db_url: str):
     """The agent's own database; an empty SQLite file is given the schema on first use."""
-    from wattledger.collector.db import has_tables, open_engine
+    from wattledger.collector.db import has_tables
     from wattledger.migrations import runner
 
-    engine = open_engine(db_url)
+    engine = app.engine(db_url, require_schema=False, create=True)
     if engine.dialect.name == "sqlite" and not has_tables(engine):
         logger.info("creating the wattledger schema in %s", db_url)
         runner.upgrade(engine)
