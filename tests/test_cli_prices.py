@@ -128,6 +128,7 @@ def test_example_tiers_are_applied_only_when_named(run):
 
 
 def test_a_database_without_schema_is_refused_with_the_fix(tmp_path, monkeypatch):
+    (tmp_path / "fresh.db").touch()  # what SQLite makes before its first table
     monkeypatch.setenv("WATTLEDGER_DB", f"sqlite:///{tmp_path / 'fresh.db'}")
 
     result = CliRunner().invoke(cli, ["price", "list"])
