@@ -266,3 +266,48 @@ def test_where_filters_and_a_bad_where_is_a_usage_error(fleet_db):
 
     result = run("cost", *WINDOW, "--where", "colour=red")
     assert result.exit_code == 2 and "use DIMENSION=VALUE" in result.stderr
+
+
+def test_repeated_where_on_one_dimension_keeps_either_value(fleet_db):
+    """chat runs on node-a, coder on node-c and node-x: both models give all three nodes; a
+    second dimension must hold as well."""
+    either = as_json(
+        run(
+            "cost",
+            *WINDOW,
+            *("--by", "node", "--where", "model=chat", "--where", "model=coder"),
+            "--format",
+            "json",
+        )
+    )
+    assert [row["node"] for row in either["rows"]] == ["node-a", "node-c", "node-x"]
+    assert either["total"]["cost_usd"] == 1.0375 + 4.175
+
+    both = as_json(
+        run(
+            "cost",
+            *WINDOW,
+            *("--by", "node", "--where", "model=coder", "--where", "node=node-c"),
+            "--format",
+            "json",
+        )
+    )
+    assert [row["node"] for row in both["rows"]] == ["node-c"]
+
+    help_text = CliRunner().invoke(cli, ["report", "cost", "--help"]).output
+    assert "values of one dimension are alternatives" in " ".join(help_text.split())
+
+
+@pytest.mark.parametrize("report", ["cost", "split", "trend"])
+def test_a_dimension_named_twice_in_by_groups_once(fleet_db, report):
+    twice = as_json(run(report, *WINDOW, "--by", "model,model", "--format", "json"))
+    once = as_json(run(report, *WINDOW, "--by", "model", "--format", "json"))
+
+    assert twice == once
+
+
+def test_the_library_refuses_a_dimension_named_twice():
+    from wattledger.cli.reports.usage_query import ReportError, check_dimensions
+
+    with pytest.raises(ReportError, match="cannot group by model twice; name each dimension once"):
+        check_dimensions(["model", "node", "model"])

@@ -60,7 +60,7 @@ def by_option(default: str) -> Callable:
             raise click.BadParameter(
                 f"choose one or more of {', '.join(DIMENSIONS)}, comma-separated"
             )
-        return names
+        return list(dict.fromkeys(names))  # a dimension named twice groups once
 
     return click.option(
         "--by",
@@ -72,15 +72,17 @@ def by_option(default: str) -> Callable:
 
 
 def where_option(func: Callable) -> Callable:
-    def parse(_ctx, _param, values: tuple[str, ...]) -> dict[str, str]:
-        where = {}
+    def parse(_ctx, _param, values: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+        where: dict[str, tuple[str, ...]] = {}
         for value in values:
             name, sep, wanted = value.partition("=")
-            if not sep or name.strip() not in DIMENSIONS:
+            name, wanted = name.strip(), wanted.strip()
+            if not sep or name not in DIMENSIONS:
                 raise click.BadParameter(
                     f"{value!r}: use DIMENSION=VALUE with one of {', '.join(DIMENSIONS)}"
                 )
-            where[name.strip()] = wanted.strip()
+            if wanted not in where.get(name, ()):
+                where[name] = (*where.get(name, ()), wanted)
         return where
 
     return click.option(
@@ -88,7 +90,9 @@ def where_option(func: Callable) -> Callable:
         multiple=True,
         callback=parse,
         metavar="DIM=VALUE",
-        help="Keep only usage where a dimension has this value (repeatable), e.g. model=llama-70b.",
+        help="Keep only usage where a dimension has this value. Repeat it: values of one "
+        "dimension are alternatives (model=a --where model=b keeps both), different dimensions "
+        "must all hold (model=a --where node=n1 keeps a on n1).",
     )(func)
 
 

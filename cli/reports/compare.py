@@ -71,7 +71,7 @@ def compare_report(
     a: str | None = None,
     b: str | None = None,
     by: Sequence[str] = ("model",),
-    where: Mapping[str, str] | None = None,
+    where: Mapping[str, str | Sequence[str]] | None = None,
 ) -> Report:
     if along not in ALONG:
         raise ReportError(f"cannot compare along {along!r}; choose from {', '.join(ALONG)}")

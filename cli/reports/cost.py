@@ -62,7 +62,7 @@ def cost_report(
     by: Sequence[str],
     *,
     idle: str = "none",
-    where: Mapping[str, str] | None = None,
+    where: Mapping[str, str | Sequence[str]] | None = None,
 ) -> Report:
     by = check_dimensions(by)
     check_idle_mode(idle)

@@ -72,7 +72,7 @@ def split_report(
     *,
     output_token_weight: float = 3.0,
     idle: str = "none",
-    where: Mapping[str, str] | None = None,
+    where: Mapping[str, str | Sequence[str]] | None = None,
 ) -> Report:
     by = check_dimensions(by)
     check_idle_mode(idle)

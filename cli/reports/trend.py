@@ -44,7 +44,7 @@ def trend_report(
     *,
     every: str = "day",
     idle: str = "none",
-    where: Mapping[str, str] | None = None,
+    where: Mapping[str, str | Sequence[str]] | None = None,
 ) -> Report:
     by = check_dimensions(by)
     if every not in PERIODS:

@@ -127,7 +127,18 @@ def check_dimensions(names: Sequence[str]) -> list[str]:
         )
     if not names:
         raise ReportError(f"give at least one dimension to group by: {', '.join(DIMENSIONS)}")
+    twice = sorted({n for n in names if list(names).count(n) > 1})
+    if twice:
+        raise ReportError(f"cannot group by {', '.join(twice)} twice; name each dimension once")
     return list(names)
+
+
+def where_values(where: Mapping[str, str | Sequence[str]] | None) -> dict[str, tuple[str, ...]]:
+    """``where`` with every dimension's wanted values as a tuple (one value or several)."""
+    wanted = {}
+    for name, values in (where or {}).items():
+        wanted[name] = (values,) if isinstance(values, str) else tuple(values)
+    return wanted
 
 
 @dataclass
@@ -150,7 +161,7 @@ def aggregate(
     by: Sequence[str],
     *,
     bucket: str | None = None,
-    where: Mapping[str, str] | None = None,
+    where: Mapping[str, str | Sequence[str]] | None = None,
     split_weight: float | None = None,
     measures: Sequence[str] = MEASURES,
     extra_keys: Mapping[str, ColumnElement] | None = None,
@@ -158,7 +169,8 @@ def aggregate(
     """Sum usage in ``[since, until)`` by the dimensions ``by``.
 
     ``bucket`` (hour, day, week or month, UTC) adds the start of each time bucket to the key.
-    ``where`` keeps only rows whose dimension has the given value. ``split_weight`` (the cost of
+    ``where`` keeps only rows whose dimension has the given value, or one of the given values
+    (several dimensions must all match). ``split_weight`` (the cost of
     an output token in input tokens, for endpoints without phase time) adds the prefill share of
     serving time, energy and cost (``SPLIT_MEASURES``). ``measures`` names the sums wanted
     besides those pricing needs (fewer sums, a faster query). ``extra_keys`` (label -> SQL
@@ -168,7 +180,7 @@ def aggregate(
     check_dimensions(by)
     if bucket is not None and bucket not in BUCKETS:
         raise ReportError(f"cannot bucket by {bucket!r}; choose from {', '.join(BUCKETS)}")
-    where = dict(where or {})
+    where = where_values(where)
     unknown = [name for name in where if name not in DIMENSIONS]
     if unknown:
         raise ReportError(
@@ -218,7 +230,7 @@ def aggregate(
             *[expr.label(name) for expr, name in zip(key_exprs, key_names, strict=True)], *columns
         )
         .select_from(joined)
-        .where(*[dims[name] == value for name, value in where.items()])
+        .where(*[dims[name].in_(values) for name, values in where.items()])
         .group_by(*key_exprs)
     )
 
