@@ -311,3 +311,33 @@ def test_the_library_refuses_a_dimension_named_twice():
 
     with pytest.raises(ReportError, match="cannot group by model twice; name each dimension once"):
         check_dimensions(["model", "node", "model"])
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("missing/x.png", "the folder '{tmp}/missing' does not exist; create it first"),
+        (
+            "x.txt",
+            "'{tmp}/x.txt' must end in .png, .svg or .pdf (the picture's format), e.g. x.png",
+        ),
+        ("noext", "'{tmp}/noext' must end in .png, .svg or .pdf"),
+    ],
+)
+@pytest.mark.parametrize("report", REPORTS)
+def test_a_plot_path_that_cannot_be_written_is_a_usage_error(
+    fleet_db, tmp_path, report, name, message
+):
+    result = run(report, *WINDOW, "--plot", str(tmp_path / name))
+
+    assert result.exit_code == 2
+    assert message.format(tmp=tmp_path) in " ".join(result.stderr.split())
+    assert not (tmp_path / name).exists() and not (tmp_path / "noext.png").exists()
+
+
+def test_a_plot_may_be_svg_or_pdf(fleet_db, tmp_path):
+    for suffix, magic in ((".svg", b"<?xml"), (".pdf", b"%PDF")):
+        path = tmp_path / f"cost{suffix}"
+        result = run("cost", *WINDOW, "--plot", str(path))
+        assert result.exit_code == 0, result.output
+        assert path.read_bytes().startswith(magic)

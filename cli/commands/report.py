@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from pathlib import Path
 
 import click
 from rich.progress import BarColumn, Progress, TextColumn
@@ -107,9 +109,38 @@ def idle_option(func: Callable) -> Callable:
     )(func)
 
 
+PLOT_SUFFIXES = (".png", ".svg", ".pdf")
+
+
+class PlotPath(click.ParamType):
+    """A picture file to write: .png, .svg or .pdf, in a folder that exists and is writable."""
+
+    name = "FILE"
+
+    def convert(self, value, param, ctx):
+        path = Path(value).expanduser()
+        if path.suffix.lower() not in PLOT_SUFFIXES:
+            self.fail(
+                f"{value!r} must end in .png, .svg or .pdf (the picture's format), "
+                f"e.g. {path.with_suffix('.png').name}",
+                param,
+                ctx,
+            )
+        folder = path.parent
+        if path.is_dir():
+            self.fail(f"{value!r} is a directory; give a file name", param, ctx)
+        if not folder.is_dir():
+            self.fail(f"the folder {str(folder)!r} does not exist; create it first", param, ctx)
+        if not os.access(folder, os.W_OK):
+            self.fail(f"cannot write in the folder {str(folder)!r}; pick another", param, ctx)
+        return str(path)
+
+
 def plot_option(what: str) -> Callable:
     return click.option(
-        "--plot", type=click.Path(dir_okay=False), help=f"Also draw {what} to this PNG file."
+        "--plot",
+        type=PlotPath(),
+        help=f"Also draw {what} to this file (.png, .svg or .pdf).",
     )
 
 
