@@ -7,6 +7,7 @@ status, never as a traceback; ``-v`` adds the traceback for a bug report.
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -105,6 +106,16 @@ class TimeParam(click.ParamType):
 
 
 TIME = TimeParam()
+
+
+class FiniteRange(click.FloatRange):
+    """A finite number within bounds: ``inf`` and ``nan`` are refused, as no setting means them."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
 
 
 class WattledgerGroup(click.Group):

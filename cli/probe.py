@@ -21,6 +21,7 @@ from wattledger.agent.engines.reading import EngineReading
 from wattledger.agent.engines.roles import apply_role
 from wattledger.agent.engines.scrape import fetch
 from wattledger.agent.engines.tables import LABELS, MAIN_QUANTITIES
+from wattledger.cli.app import FiniteRange
 from wattledger.cli.output import Column, emit, fixed, format_option, text
 from wattledger.contract import ENGINES, ROLES
 from wattledger.errors import WattledgerError
@@ -59,7 +60,9 @@ DISCOVER_COLUMNS = (
 @click.option("--engine", type=click.Choice(ENGINES), help="Read the page as this engine's.")
 @click.option("--role", type=click.Choice(ROLES), help="The endpoint's disaggregation role.")
 @click.option("--model", help="Model name for an engine that labels none (llama.cpp, TGI).")
-@click.option("--timeout", "timeout_s", type=float, default=5.0, show_default=True)
+@click.option(
+    "--timeout", "timeout_s", type=FiniteRange(0.01, 600.0), default=5.0, show_default=True
+)
 @format_option()
 def probe_command(
     payload_file: Path | None,
@@ -95,7 +98,9 @@ def probe_command(
 @click.command("discover")
 @click.option("--url", "urls", multiple=True, help="A metrics URL to try; repeat for more.")
 @click.option("--local", is_flag=True, help="Try the usual engine ports on 127.0.0.1.")
-@click.option("--timeout", "timeout_s", type=float, default=0.5, show_default=True)
+@click.option(
+    "--timeout", "timeout_s", type=FiniteRange(0.01, 600.0), default=0.5, show_default=True
+)
 @format_option()
 def discover_command(urls: tuple[str, ...], local: bool, timeout_s: float, fmt: str) -> None:
     """Look for serving engines and say what each one is.
