@@ -131,7 +131,7 @@ def test_errors_are_one_line(tmp_path):
         missing.output
         == f"Error: payload file {tmp_path / 'nope.prom'} not found; check the path\n"
     )
-    assert blank.output == "Error: the metrics page is empty: a failed scrape, not zero traffic\n"
+    assert blank.output == f"Error: {empty} is empty; give a saved metrics page\n"
     assert neither.output == "Error: give exactly one of --file PAYLOAD or --url URL\n"
     assert both.output == neither.output
     assert folder.output.startswith("Error: ") and folder.output.count("\n") == 1
