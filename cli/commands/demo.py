@@ -6,7 +6,6 @@ import logging
 import time
 
 import click
-from rich.console import Console
 
 from wattledger.cli.app import FiniteRange
 from wattledger.cli.demo import present
@@ -15,6 +14,7 @@ from wattledger.cli.demo.fleet import FLEET
 from wattledger.cli.demo.session import build
 from wattledger.cli.demo.simulation import SITE, Window
 from wattledger.cli.demo.store import DEFAULT_PATH, check_target, demo_path, demo_prices
+from wattledger.cli.output import make_console
 from wattledger.cli.reports.prices import LIMITS
 from wattledger.timeutil import DAY_S, day_start
 
@@ -98,7 +98,7 @@ def demo_command(
     window = Window(day_start(int(time.time())) - DAY_S, hours, step_s, EXPORT_EVERY_STEPS)
     prices = demo_prices(price_tier, usd_per_kwh, pue, SITE, window.since_s)
 
-    console = Console()
+    console = make_console()
     present.banner(console, window, path)
     present.fleet_table(console, FLEET)
     with present.progress_bar(console, window, hidden=quiet) as advance:

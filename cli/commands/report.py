@@ -13,9 +13,9 @@ from wattledger.cli.app import TIME, App, db_option, pass_app
 from wattledger.cli.output import Column, emit, fixed, format_option
 from wattledger.cli.reports.compare import ALONG, compare_report
 from wattledger.cli.reports.cost import IDLE_MODES, cost_report
-from wattledger.cli.reports.report import Report, is_unpriced
-from wattledger.cli.reports.rounding import for_display
+from wattledger.cli.reports.report import Report
 from wattledger.cli.reports.split import split_report
+from wattledger.cli.reports.table_view import money_or_unpriced, table_view
 from wattledger.cli.reports.trend import PERIODS, trend_report
 from wattledger.cli.reports.usage_query import DIMENSIONS
 from wattledger.collector.usage import pending_hours, refresh
@@ -171,18 +171,6 @@ def prepare(app: App, db_url: str | None, fmt: str, since: int, until: int):
     return engine, floor_hour(since), ceil_hour(until)
 
 
-def money_or_unpriced(places: int) -> Callable:
-    """A number; a row with unpriced GPU time shows 'unpriced' instead of a cost per token."""
-    number = fixed(places)
-    return lambda value: value if isinstance(value, str) else number(value)
-
-
-def mark_unpriced(rows: list[dict], keys: tuple[str, ...]) -> None:
-    for row in rows:
-        if is_unpriced(row):
-            row.update({key: "unpriced" for key in keys})
-
-
 def show(
     report: Report,
     columns: list[Column],
@@ -196,8 +184,7 @@ def show(
     if not rows:
         report.notes.append(NO_USAGE)
     if fmt == "table":
-        rows, total = for_display(rows, total, places)
-        mark_unpriced(rows + [total], unpriced_keys)
+        rows, total, columns = table_view(rows, total, columns, places, unpriced_keys)
     emit(rows, columns, fmt, title=title, total=total, footer=report.notes)
 
 
@@ -211,15 +198,17 @@ def key_columns(by: list[str]) -> list[Column]:
 
 # --- report cost ------------------------------------------------------------------------------
 
+# Headings are short so that the main table (by architecture and model) fits 120 columns; the
+# table's title says the amounts are USD.
 COST_COLUMNS_LEAD = [
     Column("gpu_hours", "GPU-h", fixed(2)),
     Column("energy_kwh", "kWh", fixed(2)),
-    Column("input_tokens", "Input tok", fixed(0)),
-    Column("output_tokens", "Output tok", fixed(0)),
-    Column("cost_usd", "Cost USD", fixed(2)),
-    Column("idle_usd", "Idle USD", fixed(2)),
+    Column("input_tokens", "Tok in", fixed(0)),
+    Column("output_tokens", "Tok out", fixed(0)),
+    Column("cost_usd", "Cost", fixed(2)),
+    Column("idle_usd", "Idle", fixed(2)),
     Column("usd_per_mtok", "USD/Mtok", money_or_unpriced(4)),
-    Column("j_per_token", "J/token", fixed(3)),
+    Column("j_per_token", "J/tok", fixed(3)),
 ]
 COST_COLUMNS_DATA = [
     Column("cached_tokens", "Cached tok", fixed(0)),
@@ -557,10 +546,10 @@ def _compare_side_rows(report: Report, by: list[str]) -> list[dict]:
 
 TREND_TABLE = [
     Column("gpu_hours", "GPU-h", fixed(2)),
-    Column("input_tokens", "Input tok", fixed(0)),
-    Column("output_tokens", "Output tok", fixed(0)),
-    Column("cost_usd", "Cost USD", fixed(2)),
-    Column("idle_usd", "Idle USD", fixed(2)),
+    Column("input_tokens", "Tok in", fixed(0)),
+    Column("output_tokens", "Tok out", fixed(0)),
+    Column("cost_usd", "Cost", fixed(2)),
+    Column("idle_usd", "Idle", fixed(2)),
     Column("usd_per_mtok", "USD/Mtok", money_or_unpriced(4)),
     Column("change", "Change", lambda v: "-" if v is None else f"{v:+.1%}"),
 ]
