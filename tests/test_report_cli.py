@@ -95,7 +95,8 @@ def test_cost_as_json_rows_add_up_to_the_total_and_name_the_unpriced_gpu(fleet_d
     )
     assert document["total"]["idle_usd"] == 3.0625
     assert any(
-        note.startswith("UNPRICED: GPU-x (NVIDIA X100, node node-x)") for note in document["notes"]
+        note.startswith("UNPRICED: node node-x, SKU 'X100': 1 GPU (GPU-x), 1.00 GPU-hours")
+        for note in document["notes"]
     )
 
 
@@ -108,7 +109,7 @@ def test_cost_as_csv_has_a_header_the_rows_and_the_total_line(fleet_db):
     assert float(lines[0]["cost_usd"]) + float(lines[1]["cost_usd"]) == pytest.approx(
         float(lines[2]["cost_usd"])
     )
-    assert "UNPRICED: GPU-x" in result.stderr
+    assert "UNPRICED: node node-x, SKU 'X100'" in result.stderr
 
 
 def test_cost_table_shows_cents_that_add_up(fleet_db):
@@ -139,7 +140,10 @@ def test_split_as_json_and_csv(fleet_db):
     assert rows["code"]["method"] == "phase time"
     assert (rows["code"]["prefill_usd"], rows["code"]["decode_usd"]) == (1.03125, 3.09375)
     assert rows["chat"]["method"] == "default ratio (estimate)"
-    assert any(note.startswith("UNPRICED: GPU-x") for note in document["notes"])
+    assert any(
+        note.startswith("UNPRICED: node node-x, SKU 'X100': 1 GPU (GPU-x)")
+        for note in document["notes"]
+    )
 
     result = run("split", *WINDOW, "--format", "csv", "--by", "model")
     lines = list(csv.DictReader(io.StringIO(result.stdout)))
@@ -158,7 +162,10 @@ def test_compare_as_json_and_csv(fleet_db):
     document = as_json(run("compare", *WINDOW, "--format", "json"))
     coder = {r["model"]: r for r in document["rows"]}["coder"]
     assert coder["b_unpriced"] is True and coder["ratio"] is None
-    assert any(note.startswith("UNPRICED: GPU-x") for note in document["notes"])
+    assert any(
+        note.startswith("UNPRICED: node node-x, SKU 'X100': 1 GPU (GPU-x)")
+        for note in document["notes"]
+    )
 
     result = run("compare", *WINDOW, "--format", "csv")
     lines = list(csv.DictReader(io.StringIO(result.stdout)))
@@ -188,7 +195,10 @@ def test_trend_as_json_and_csv(fleet_db):
         ("2025-11-24T16:00Z", "chat"),
         ("2025-11-24T16:00Z", "coder"),
     ]
-    assert any(note.startswith("UNPRICED: GPU-x") for note in document["notes"])
+    assert any(
+        note.startswith("UNPRICED: node node-x, SKU 'X100': 1 GPU (GPU-x)")
+        for note in document["notes"]
+    )
 
     result = run("trend", *WINDOW, "--format", "csv")
     lines = list(csv.DictReader(io.StringIO(result.stdout)))
@@ -237,7 +247,11 @@ def test_every_report_names_the_unpriced_gpu_in_its_table_notes(fleet_db, report
     result = run(report, *WINDOW)
 
     assert result.exit_code == 0, result.output
-    assert "UNPRICED: GPU-x (NVIDIA X100, node node-x) has 1.00 GPU-hours" in result.stdout
+    assert (
+        "UNPRICED: node node-x, SKU 'X100': 1 GPU (GPU-x), 1.00 GPU-hours with no price; its cost "
+        "is missing from the figures, not zero; set one: wattledger price set --sku X100 "
+        "--usd-per-gpu-hour N --from DATE." in result.stdout
+    )
 
 
 @pytest.mark.parametrize("report", REPORTS)

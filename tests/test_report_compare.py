@@ -156,7 +156,10 @@ def test_an_unpriced_side_has_no_ratio_and_is_named(engine):
     assert row["b_unpriced"] is True
     assert row["why"] == "blackwell has unpriced GPU time"
     assert row["b_tokens_per_gpu_s"] == pytest.approx(6000.0)  # what was measured is still shown
-    assert any(note.startswith("UNPRICED: GPU-gb300") for note in report.notes)
+    assert any(
+        note.startswith("UNPRICED: node blackwell-node, SKU 'GB300': 1 GPU (GPU-gb300)")
+        for note in report.notes
+    )
     assert "model-x: no ratio, blackwell has unpriced GPU time." in report.notes
 
 
