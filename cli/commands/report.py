@@ -218,6 +218,7 @@ COST_COLUMNS_DATA = [
     Column("total_usd", "Total USD", fixed(2)),
     Column("utilization", "Util", fixed(3)),
     Column("unpriced_gpu_hours", "Unpriced GPU-h", fixed(2)),
+    Column("unmapped_tokens", "Unmapped tok", fixed(0)),
 ]
 COST_PLACES = {
     "gpu_hours": 2,
@@ -309,6 +310,8 @@ SPLIT_DATA = [
     Column("phase_time_share", "Phase time share"),
     Column("default_ratio_share", "Default ratio share"),
     Column("unpriced_gpu_hours", "Unpriced GPU-h"),
+    Column("unmapped_input_tokens", "Unmapped input tok"),
+    Column("unmapped_output_tokens", "Unmapped output tok"),
 ]
 SPLIT_PLACES = {
     "prefill_gpu_hours": 2,

@@ -22,11 +22,13 @@ from collections.abc import Mapping, Sequence
 
 from sqlalchemy import Engine
 
+from wattledger.cli.reports.cost import problems, unmapped_tokens
 from wattledger.cli.reports.prices import PriceBook
 from wattledger.cli.reports.report import (
     UNPRICED_EPSILON_H,
     Report,
     check_window,
+    unmapped_notes,
     unpriced_notes,
     window_note,
 )
@@ -35,7 +37,6 @@ from wattledger.cli.reports.usage_query import (
     ReportError,
     aggregate,
     check_dimensions,
-    unpriced_gpus,
 )
 
 ALONG = ("architecture", "engine", "engine_version", "sku", "node")
@@ -51,6 +52,7 @@ SIDE_FIELDS = (
     "j_per_token",
     "gpu_hours",
     "tokens",
+    "unmapped_tokens",
 )
 COMPARE_MEASURES = ("input_tokens", "output_tokens", "util_busy_seconds", "util_known_seconds")
 FACTORS = (
@@ -91,9 +93,7 @@ def compare_report(
             {g.key[0] for g in groups if g.sums["gpu_seconds"] > 0 or _tokens(g.sums) > 0}
         )
         a, b = _pick_pair(along, a, b, present)
-        unpriced = []
-        if any(g.sums["unpriced_seconds"] > 0 for g in groups):
-            unpriced = unpriced_gpus(conn, prices, since, until)
+        unpriced, unmapped = problems(conn, prices, since, until, groups, where)
 
     sums = {a: {}, b: {}}
     for group in groups:
@@ -119,6 +119,7 @@ def compare_report(
     notes += _row_notes("all models" if by == ["model"] else "all", total)
     notes += _unassigned_notes(by, a, b, sums)
     notes += unpriced_notes(unpriced, no_prices=prices.empty)
+    notes += unmapped_notes(unmapped)
     return Report(rows, total, notes, unpriced)
 
 
@@ -162,10 +163,14 @@ def side_figures(sums: Mapping[str, float] | None) -> dict:
     gpu_s, serving_s, tokens = sums["gpu_seconds"], sums["serving_seconds"], _tokens(sums)
     gpu_h = gpu_s / 3600.0
     unpriced = sums["unpriced_seconds"] / 3600.0 > UNPRICED_EPSILON_H
+    unmapped = unmapped_tokens(sums)
+    mapped = tokens - unmapped
     cost = sums["time_usd"] + sums["energy_usd"]
+    per_token = tokens and not unmapped
     return {
-        "usd_per_mtok": cost / tokens * 1e6 if tokens and not unpriced else None,
-        "tokens_per_gpu_s": tokens / serving_s if serving_s else None,
+        "usd_per_mtok": cost / tokens * 1e6 if per_token and not unpriced else None,
+        # Throughput counts the tokens whose GPUs are known, over those GPUs' serving time.
+        "tokens_per_gpu_s": mapped / serving_s if serving_s else None,
         "serving_share": serving_s / gpu_s if gpu_s else None,
         "utilization": sums["util_busy_seconds"] / sums["util_known_seconds"]
         if sums["util_known_seconds"]
@@ -173,9 +178,10 @@ def side_figures(sums: Mapping[str, float] | None) -> dict:
         "usd_per_gpu_hour": sums["time_usd"] / gpu_h if gpu_h and not unpriced else None,
         "energy_usd_per_gpu_hour": sums["energy_usd"] / gpu_h if gpu_h else None,
         "watts": sums["energy_j"] / gpu_s if gpu_s else None,
-        "j_per_token": sums["energy_j"] / tokens if tokens else None,
+        "j_per_token": sums["energy_j"] / tokens if per_token else None,
         "gpu_hours": gpu_h,
         "tokens": tokens,
+        "unmapped_tokens": unmapped,
         "unpriced": unpriced,
     }
 
@@ -208,6 +214,9 @@ def decompose(side_a: dict, side_b: dict, a: str = "A", b: str = "B") -> dict:
             return out
         if side["unpriced"]:
             out["why"] = f"{name} has unpriced GPU time"
+            return out
+        if side["unmapped_tokens"]:
+            out["why"] = f"{name} has tokens from endpoints whose GPUs are not mapped"
             return out
         if not side["tokens"] or not side["tokens_per_gpu_s"]:
             out["why"] = f"{name} served no tokens"

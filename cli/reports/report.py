@@ -69,6 +69,20 @@ def unpriced_notes(unpriced: list[dict], *, no_prices: bool) -> list[str]:
     return notes
 
 
+def unmapped_notes(endpoints: list[dict]) -> list[str]:
+    """One line per endpoint whose tokens ran on GPUs the agent could not name."""
+    notes = []
+    for found in endpoints:
+        notes.append(
+            f"UNMAPPED: endpoint {found['node']}/{found['endpoint']} served "
+            f"{found['tokens']:,.0f} tokens on GPUs wattledger does not know, so they carry no GPU "
+            "time, energy or cost; rows holding them, and the total, show no cost or energy per "
+            "token. Fix: map its GPUs in [[agent.endpoints]] gpus, or make sure the engine's "
+            "process is visible to the agent."
+        )
+    return notes
+
+
 def per_million(usd: float | None, tokens: float) -> float | None:
     return usd / tokens * 1e6 if usd is not None and tokens else None
 
@@ -76,3 +90,8 @@ def per_million(usd: float | None, tokens: float) -> float | None:
 def is_unpriced(row: dict) -> bool:
     """Whether some of a row's GPU time had no price (its costs are then incomplete)."""
     return row.get("unpriced_gpu_hours", 0.0) > UNPRICED_EPSILON_H
+
+
+def has_unmapped(row: dict) -> bool:
+    """Whether a row holds tokens from GPUs nobody knows (they carry no cost or energy)."""
+    return row.get("unmapped_tokens", 0.0) > 0

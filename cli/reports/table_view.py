@@ -3,7 +3,8 @@
 JSON and CSV carry the figures themselves; a table is for reading at a terminal's width. So its
 token columns switch to millions (headed ``Mtok``) once the total reaches a million tokens, the
 additive columns are rounded so that the rows add up to the total shown (``rounding``), and a
-cost per token that has no value because GPU time was unpriced reads ``unpriced``.
+cost per token that has no value because GPU time was unpriced reads ``unpriced`` (``unmapped``
+where tokens came from GPUs nobody mapped).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import replace
 from typing import Any
 
 from wattledger.cli.output import Column, fixed
-from wattledger.cli.reports.report import is_unpriced
+from wattledger.cli.reports.report import has_unmapped, is_unpriced
 from wattledger.cli.reports.rounding import for_display
 
 TOKEN_HEADINGS = {"input_tokens": "Mtok in", "output_tokens": "Mtok out"}
@@ -22,7 +23,7 @@ MILLION_PLACES = 2
 
 
 def money_or_unpriced(places: int) -> Callable[[Any], str]:
-    """A number; a row with unpriced GPU time shows 'unpriced' instead of a cost per token."""
+    """A number, or the word ('unpriced', 'unmapped') that says why a cost per token is absent."""
     number = fixed(places)
     return lambda value: value if isinstance(value, str) else number(value)
 
@@ -56,6 +57,8 @@ def table_view(
     for row in [*shown, *([shown_total] if shown_total is not None else [])]:
         if is_unpriced(row):
             row.update(dict.fromkeys(unpriced_keys, "unpriced"))
+        elif has_unmapped(row):
+            row.update(dict.fromkeys(unpriced_keys, "unmapped"))
     return shown, shown_total, columns
 
 

@@ -86,9 +86,16 @@ MEASURES = (
     "decode_seconds",
     "util_busy_seconds",
     "util_known_seconds",
+    "unmapped_input_tokens",
+    "unmapped_output_tokens",
 )
-# What pricing needs whatever else a report asks for.
+# Tokens on usage rows without a device: an endpoint whose GPUs the agent could not name. They
+# carry no GPU time or energy, so a cost or energy per token that counted them would be too low.
+UNMAPPED_MEASURES = ("unmapped_input_tokens", "unmapped_output_tokens")
+# What pricing needs whatever else a report asks for, and the unmapped tokens that say whether a
+# cost per token can be given at all.
 PRICING_MEASURES = ("gpu_seconds", "serving_seconds", "energy_j", "serving_energy_j")
+ALWAYS_MEASURES = (*PRICING_MEASURES, *UNMAPPED_MEASURES)
 PRICED = ("time_usd", "serving_time_usd", "energy_usd", "serving_energy_usd", "unpriced_seconds")
 SPLIT_MEASURES = (
     "prefill_serving_seconds",
@@ -187,7 +194,7 @@ def aggregate(
             f"cannot filter on {', '.join(unknown)}; choose from {', '.join(DIMENSIONS)}"
         )
 
-    measures = [m for m in MEASURES if m in set(measures) | set(PRICING_MEASURES)]
+    measures = [m for m in MEASURES if m in set(measures) | set(ALWAYS_MEASURES)]
     periods = _periods(conn, prices, since, until)
     wanted = set(by) | set(where)
     extra = _ExtraKeys(dict(extra_keys or {}))
@@ -372,7 +379,7 @@ def _stage_one(
         if not constant:
             group.append(column("bucket"))
 
-    sums = [func.sum(u.c[m]).label(m) for m in measures]
+    sums = [func.sum(_measure(m)).label(m) for m in measures]
     if split_weight is not None:
         sums += _split_sums(split_weight)
     return (
@@ -381,6 +388,33 @@ def _stage_one(
         .group_by(*group)
         .subquery("x")
     )
+
+
+def _measure(name: str) -> ColumnElement:
+    """The usage expression summed as measure ``name``."""
+    if name in UNMAPPED_MEASURES:
+        tokens = u.c[name.removeprefix("unmapped_")]
+        return case((u.c.device_uuid.is_(None), tokens), else_=0.0)
+    return u.c[name]
+
+
+def unmapped_endpoints(
+    conn: Connection,
+    prices: PriceBook,
+    since: int,
+    until: int,
+    where: Mapping[str, str | Sequence[str]] | None = None,
+) -> list[dict]:
+    """Endpoints with tokens on no known GPU in the window: ``node``, ``endpoint``, ``tokens``."""
+    groups = aggregate(
+        conn, prices, since, until, ["node", "endpoint"], where=where, measures=UNMAPPED_MEASURES
+    )
+    found = []
+    for group in sorted(groups, key=lambda grp: grp.key):
+        tokens = group.sums["unmapped_input_tokens"] + group.sums["unmapped_output_tokens"]
+        if tokens > 0:
+            found.append({"node": group.key[0], "endpoint": group.key[1], "tokens": tokens})
+    return found
 
 
 def _period_expr(inner_bounds: Sequence[int]):
