@@ -402,15 +402,20 @@ COMPARE_SIDE = [
     ("watts", "W", 0),
     ("j_per_token", "J/token", 4),
 ]
+# Each factor is A's cost per token over B's; the headings say which way each figure is taken,
+# so that a throughput factor of 44x (B over A) reads with the side table's 0.0225x (A over B).
 COMPARE_WHY = [
-    Column("ratio", "Ratio A/B", fixed(4)),
-    Column("factor_price", "= Price", fixed(4)),
-    Column("factor_energy", "x Energy", fixed(4)),
-    Column("factor_gpu_hour_cost", "x GPU-h cost", fixed(4)),
-    Column("factor_throughput", "x Throughput", fixed(4)),
-    Column("factor_serving_share", "x Serving share", fixed(4)),
-    Column("factor_product", "Product", fixed(4)),
+    Column("ratio", "USD/Mtok A/B", fixed(4)),
+    Column("factor_gpu_hour_cost", "= GPU-h cost A/B", fixed(4)),
+    Column("factor_throughput", "x Throughput B/A", fixed(4)),
+    Column("factor_serving_share", "x Serving share B/A", fixed(4)),
+    Column("factor_price", "GPU-h price A/B", fixed(4)),
+    Column("factor_energy", "x Energy factor", fixed(4)),
 ]
+COMPARE_WHY_TITLE = (
+    "Why: USD/Mtok A/B = GPU-hour cost A/B x throughput B/A x serving share B/A; "
+    "GPU-hour cost = price x energy factor"
+)
 
 
 @report_group.command("compare")
@@ -447,8 +452,9 @@ def compare_command(
 
     For each side: USD per million tokens (idle included), tokens per GPU-second while serving,
     share of time serving, utilisation, USD per GPU-hour, watts and joules per token. The ratio
-    of cost per token is decomposed into factors that multiply back to it exactly:
-    price x energy x throughput x serving share.
+    of cost per token (A over B) is decomposed into factors that multiply back to it exactly:
+    GPU-hour cost A/B (price x energy) x throughput B/A x serving share B/A. Throughput and
+    serving share are taken B over A: the side that serves more makes the other one dearer.
 
     \b
     Examples:
@@ -481,7 +487,7 @@ def compare_command(
             report.rows + [report.total],
             key_columns(by) + COMPARE_WHY,
             fmt,
-            title="Why: cost per token, A over B, and its factors",
+            title=COMPARE_WHY_TITLE,
             footer=report.notes,
         )
     if plot:

@@ -10,9 +10,12 @@ GPU-hour, ``E`` the energy cost per GPU-hour, ``thr`` tokens per GPU-second whil
     (P_A / P_B) * [(1 + E_A / P_A) / (1 + E_B / P_B)] * (thr_B / thr_A) * (S_B / S_A)
 
 = price x energy x throughput x serving share, which tells an analyst why one side is cheaper
-on their own traffic. Where a GPU-hour price is zero the first two factors are reported as one
-(the GPU-hour cost including energy); where a side is unpriced or served no tokens there is no
-ratio, and a note says why.
+on their own traffic. The first two together are the GPU-hour cost factor (energy included),
+``(P_A + E_A) / (P_B + E_B)``, always given; where a GPU-hour price is zero it is the only one.
+Each factor reads as A's cost per token over B's, so a throughput factor is B's throughput over
+A's: a side that serves more tokens per GPU-second makes the other side dearer. Where a side is
+unpriced, holds unmapped tokens or served no tokens there is no ratio, and a note says why.
+The notes say in words which factor drives the ratio and which ones offset it.
 """
 
 from __future__ import annotations
@@ -103,7 +106,9 @@ def compare_report(
     notes = [
         window_note(since, until),
         f"Comparing {along} {a!r} (A) with {b!r} (B). Cost per token includes idle GPU time; "
-        "ratio = A / B = price x energy x throughput x serving share.",
+        "cost per token A/B = GPU-hour cost A/B (price x energy) x throughput B/A x serving "
+        "share B/A: a side that serves more tokens per GPU-second, or serves a larger share of "
+        "its time, makes the other side dearer.",
     ]
     rows = []
     for key in sorted(set(sums[a]) | set(sums[b])):
@@ -235,7 +240,8 @@ def decompose(side_a: dict, side_b: dict, a: str = "A", b: str = "B") -> dict:
     else:
         # A zero GPU-hour price leaves no price ratio; price and energy go as one factor.
         # B's cost per token is above zero, so B's GPU-hour costs something.
-        out["factor_gpu_hour_cost"] = hour_cost = (p_a + e_a) / (p_b + e_b)
+        hour_cost = (p_a + e_a) / (p_b + e_b)
+    out["factor_gpu_hour_cost"] = hour_cost
     out["factor_throughput"] = side_b["tokens_per_gpu_s"] / side_a["tokens_per_gpu_s"]
     out["factor_serving_share"] = side_b["serving_share"] / side_a["serving_share"]
     out["factor_product"] = hour_cost * out["factor_throughput"] * out["factor_serving_share"]
@@ -243,36 +249,61 @@ def decompose(side_a: dict, side_b: dict, a: str = "A", b: str = "B") -> dict:
 
 
 def _row_notes(label: str, row: dict) -> list[str]:
-    a, b = row["a"], row["b"]
     if row["ratio"] is None:
         return [f"{label}: no ratio, {row['why']}."]
-    if row["factor_price"] is not None:
-        parts = f"GPU-hour price {row['factor_price']:.3g}x, energy {row['factor_energy']:.3g}x"
-    else:
-        parts = f"GPU-hour cost incl. energy {row['factor_gpu_hour_cost']:.3g}x (a price is zero)"
-    return [
-        f"{label}: {a} costs {row['ratio']:.4g}x {b} per token = {parts}, throughput "
-        f"{row['factor_throughput']:.4g}x, serving share {row['factor_serving_share']:.3g}x"
-        f"{_largest_factor(row)}."
-    ]
+    return [f"{label}: {explain(row)}"]
 
 
-def _largest_factor(row: dict) -> str:
-    """Which factor moves the ratio most, by its share of the log of the ratio."""
-    ratio = row["ratio"]
-    if not ratio or math.isclose(ratio, 1.0, rel_tol=1e-3):
-        return ""
-    names = {
-        "factor_price": "price",
-        "factor_energy": "energy",
-        "factor_gpu_hour_cost": "GPU-hour cost",
-        "factor_throughput": "throughput",
-        "factor_serving_share": "serving share",
-    }
-    used = {name: row[key] for key, name in names.items() if row[key]}
-    name, value = max(used.items(), key=lambda item: abs(math.log(item[1])))
+# Factors within this of 1 make no difference worth a word.
+NEGLIGIBLE = 0.01
+
+
+def explain(row: dict) -> str:
+    """The ratio in words: which factor drives it, which others push the same way or offset it.
+
+    Every factor is A's cost per token over B's; above one it makes A dearer, below one B.
+    """
+    a, b, ratio = row["a"], row["b"], row["ratio"]
+    if math.isclose(ratio, 1.0, rel_tol=NEGLIGIBLE):
+        return f"{a} and {b} cost the same per token (within 1%)."
+    dear, cheap = (a, b) if ratio > 1 else (b, a)
+    head = f"{dear} costs {max(ratio, 1 / ratio):.3g}x {cheap} per token"
+
+    phrases = []  # (log of the factor toward the dearer side, phrase)
+    for key in ("factor_gpu_hour_cost", "factor_throughput", "factor_serving_share"):
+        factor = row[key]
+        if factor is None or math.isclose(factor, 1.0, rel_tol=NEGLIGIBLE):
+            continue
+        toward_dear = math.log(factor) if ratio > 1 else -math.log(factor)
+        phrases.append((toward_dear, _phrase(key, factor, a, b)))
+    drivers = sorted((p for p in phrases if p[0] > 0), reverse=True)
+    offsets = sorted(p for p in phrases if p[0] < 0)
+
+    sentence = head
+    if drivers:
+        sentence += f", mostly because {drivers[0][1]}"
+        if len(drivers) > 1:
+            sentence += ", and also because " + " and ".join(p for _, p in drivers[1:])
+    if offsets:
+        sentence += "; offsetting part of that, " + " and ".join(p for _, p in offsets)
+    return sentence + "."
+
+
+def _phrase(key: str, factor: float, a: str, b: str) -> str:
+    """What a factor says, in words, with the larger side first and a multiple above one."""
+    if key == "factor_gpu_hour_cost":
+        more, less = (a, b) if factor > 1 else (b, a)
+        return f"{more}'s GPU-hours cost {max(factor, 1 / factor):.3g}x {less}'s (energy included)"
+    if key == "factor_throughput":  # B's tokens per GPU-second over A's
+        more, less = (b, a) if factor > 1 else (a, b)
+        return (
+            f"{more} serves {max(factor, 1 / factor):.3g}x the tokens per GPU-second that "
+            f"{less} does"
+        )
+    more, less = (b, a) if factor > 1 else (a, b)  # B's serving share over A's
     return (
-        f"; on a log scale, {name} accounts for {math.log(value) / math.log(ratio):.0%} of the gap"
+        f"{more}'s GPUs spend {max(factor, 1 / factor):.3g}x the share of their time serving "
+        f"that {less}'s do"
     )
 
 
