@@ -113,6 +113,21 @@ def test_since_and_until_give_the_window(run, tmp_path):
             ["--period", "2026-13"],
             "error: '2026-13' is not a real date; check the month, day, week or hour\n",
         ),
+        (
+            ["--period", "9999-W52"],
+            "error: '9999-W52' is outside the times wattledger keeps (1970-01-01 to 9999-01-01); "
+            "give a period in range\n",
+        ),
+        (
+            ["--period", "0001-01"],
+            "error: '0001-01' is outside the times wattledger keeps (1970-01-01 to 9999-01-01); "
+            "give a period in range\n",
+        ),
+        (
+            ["--period", "1969-12-31T23"],
+            "error: '1969-12-31T23' is outside the times wattledger keeps (1970-01-01 to "
+            "9999-01-01); give a period in range\n",
+        ),
     ],
 )
 def test_bad_windows_are_one_line_errors(run, tmp_path, args, message):
