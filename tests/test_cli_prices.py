@@ -152,13 +152,26 @@ def test_setting_the_same_start_again_says_what_it_replaced(run):
     assert site_again.output.endswith("(was 0.1 USD/kWh at PUE 1.2)\n")
 
 
-@pytest.mark.parametrize("given", ["h100", "NVIDIA H100 80GB HBM3", " H100 "])
+@pytest.mark.parametrize("given", ["h100", "nvidia h100", " H100 ", "Gb200"])
 def test_a_sku_is_stored_as_the_agent_spells_it(run, given):
     result = run("price", "set", "--sku", given, "--usd-per-gpu-hour", "2")
 
     assert result.exit_code == 0
+    assert "note:" not in result.output
     rows = json.loads(run("price", "list", "--format", "json").output)["rows"]
-    assert [row["key"] for row in rows] == ["H100"]
+    assert [row["key"] for row in rows] == [given.strip().split()[-1].upper()]
+
+
+def test_a_full_device_name_is_kept_and_the_sku_is_suggested(run):
+    result = run("price", "set", "--sku", "NVIDIA H100 80GB HBM3", "--usd-per-gpu-hour", "2")
+
+    assert result.exit_code == 0
+    assert result.output.splitlines()[0] == (
+        "note: the agent reports a GPU named 'NVIDIA H100 80GB HBM3' as SKU H100; prices apply "
+        "by SKU, so this one may match no GPU: use --sku H100"
+    )
+    rows = json.loads(run("price", "list", "--format", "json").output)["rows"]
+    assert [row["key"] for row in rows] == ["NVIDIA H100 80GB HBM3"]
 
 
 def test_an_unknown_board_keeps_its_spelling(run):

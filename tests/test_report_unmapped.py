@@ -157,3 +157,23 @@ def test_the_cli_table_says_unmapped_and_json_counts_the_tokens(blind_fleet, mon
     assert NOTE in " ".join(table.stdout.split("\n"))
     assert document["total"]["unmapped_tokens"] == 1_800_000
     assert document["total"]["usd_per_mtok"] is None
+
+
+def test_the_split_table_marks_only_the_price_the_unmapped_tokens_spoil(blind_fleet, monkeypatch):
+    from click.testing import CliRunner
+
+    from wattledger.cli.main import cli
+
+    monkeypatch.setenv("WATTLEDGER_DB", blind_fleet.url.render_as_string(hide_password=False))
+    monkeypatch.setenv("COLUMNS", "250")
+    window = ["--since", "2025-11-24T16:00", "--until", "2025-11-24T17:00"]
+
+    result = CliRunner().invoke(cli, ["report", "split", *window, "--by", "model"])
+
+    assert result.exit_code == 0, result.output
+    [chat] = [line for line in result.stdout.splitlines() if line.startswith("│ chat")]
+    cells = [cell.strip() for cell in chat.split("│")[1:-1]]
+    assert cells[-1] == "unmapped"  # USD/M out: blind's output tokens carry no cost
+    # USD/M in: GPU-a's 2.075 USD split by tokens, an output token weighing 3 input tokens:
+    # 3.6 / (3.6 + 3 x 1.8) = 0.4 of it, 0.83 USD, over 3.6 M input tokens = 0.2306.
+    assert cells[-2] == "0.2306"

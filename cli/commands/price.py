@@ -18,6 +18,7 @@ from wattledger.cli.reports.prices import (
     list_prices,
     replaced_by,
     set_prices,
+    sku_hint,
     validate,
 )
 from wattledger.timeutil import iso
@@ -32,7 +33,7 @@ def price_group() -> None:
 @click.option(
     "--sku",
     help="GPU SKU the price is for: H100, H200, B200, GB200, B300, GB300, ... Stored as the agent "
-    "spells it (upper case): h100 and 'NVIDIA H100 80GB HBM3' are both H100.",
+    "spells it, in upper case: h100 and 'nvidia h100' are H100.",
 )
 @click.option(
     "--site", help="Site the electricity price is for ('default' covers sites without their own)."
@@ -101,6 +102,13 @@ def set_command(
     engine = app.engine(db_url)
     earlier = replaced_by(engine, [entry])
     set_prices(engine, [entry])
+    hint = sku_hint(key) if scope == SCOPE_SKU else None
+    if hint:
+        click.echo(
+            f"note: the agent reports a GPU named {key!r} as SKU {hint}; prices apply by SKU, "
+            f"so this one may match no GPU: use --sku {hint}",
+            err=True,
+        )
     spelled = f" ({key!r} is stored as the SKU {entry.key})" if entry.key != key else ""
     message = f"price for {scope} {entry.key} set from {iso(effective_from)}{spelled}"
     if earlier:
@@ -174,6 +182,8 @@ def import_command(
     CSV:   scope,key,effective_from,usd_per_gpu_hour,capex_usd,amortization_years,
            usd_per_kwh,pue,currency,note
     Example catalogue: see 'wattledger price examples'; nothing from it applies unless imported.
+    SKUs are stored as the agent spells them (h100 becomes H100); an entry with the same SKU or
+    site and start as a stored one replaces it, and the command says how many it replaced.
     """
     if bool(path) == bool(tier):
         raise PriceError("give a price file, or --example TIER, but not both")

@@ -71,15 +71,35 @@ OPTION_NAMES = {"amortization_years": "years"}
 
 
 def canonical_sku(key: str) -> str:
-    """The SKU as the agent reports it: ``h100`` and ``NVIDIA H100 80GB HBM3`` are ``H100``.
+    """The SKU as the agent spells it when ``key`` names one in other case: ``h100`` is ``H100``.
 
-    A name that holds no known SKU keeps its spelling (without a vendor prefix), as the agent
-    keeps it for a board it does not know.
+    A vendor prefix goes (``NVIDIA H100`` is ``H100``). Any other key is kept as given: a longer
+    name that holds a SKU (``NVIDIA H100 80GB HBM3``) is not silently cut down to it; see
+    :func:`sku_hint`.
     """
+    from wattledger.agent.gpu.sku import normalise_sku
+
+    canonical = normalise_sku(key)
+    if canonical.upper() == _bare(key).upper():
+        return canonical
+    return key.strip()
+
+
+def sku_hint(key: str) -> str | None:
+    """The SKU the agent would report for a GPU named ``key``, when that differs from ``key``."""
     from wattledger.agent.gpu.sku import UNKNOWN, normalise_sku
 
     canonical = normalise_sku(key)
-    return key.strip() if canonical == UNKNOWN else canonical
+    if canonical == UNKNOWN or canonical == canonical_sku(key):
+        return None
+    return canonical
+
+
+def _bare(key: str) -> str:
+    words = key.split()
+    if words and words[0].lower() in ("nvidia", "tesla"):
+        words = words[1:]
+    return " ".join(words)
 
 
 def option_name(field_name: str) -> str:

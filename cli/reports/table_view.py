@@ -55,10 +55,9 @@ def table_view(
 
     shown, shown_total = for_display(shown, shown_total, places)
     for row in [*shown, *([shown_total] if shown_total is not None else [])]:
-        if is_unpriced(row):
-            row.update(dict.fromkeys(unpriced_keys, "unpriced"))
-        elif has_unmapped(row):
-            row.update(dict.fromkeys(unpriced_keys, "unmapped"))
+        reason = "unpriced" if is_unpriced(row) else "unmapped" if has_unmapped(row) else None
+        if reason:
+            row.update({key: reason for key in unpriced_keys if row.get(key) is None})
     return shown, shown_total, columns
 
 
