@@ -134,6 +134,10 @@ def _tick_once(agent: Agent, target: str) -> None:
 class _LastProblem(logging.Handler):
     """Keeps the last warning or error logged, as the one-line reason of a failed export."""
 
+    # Limitation: the reason is what wattledger's agent logged last in the cycle ("collector at
+    # URL did not take the batch"); the exporter's own cause (connection refused, a TLS error) is
+    # in the log lines above it, not in the one-line error.
+
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
         self.message: str | None = None
@@ -144,7 +148,20 @@ class _LastProblem(logging.Handler):
 
 
 def _target(settings: AgentConfig, db_url: str | None, collector_url: str | None) -> str:
-    return collector_url or settings.collector_url or db_url or settings.db or "the sink"
+    """Where the agent exports, for messages, with any database password hidden."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    collector = collector_url or settings.collector_url
+    if collector:
+        return collector
+    database = db_url or settings.db
+    if not database:
+        return "the sink"
+    try:
+        return make_url(database).render_as_string(hide_password=True)
+    except ArgumentError:
+        return database
 
 
 def _open_sink(app: App, settings: AgentConfig, db_url: str | None, collector_url: str | None):

@@ -92,9 +92,10 @@ def where_option(func: Callable) -> Callable:
         multiple=True,
         callback=parse,
         metavar="DIM=VALUE",
-        help="Keep only usage where a dimension has this value. Repeat it: values of one "
-        "dimension are alternatives (model=a --where model=b keeps both), different dimensions "
-        "must all hold (model=a --where node=n1 keeps a on n1).",
+        help="Keep only usage where a dimension has this value. Repeatable: values of one "
+        "dimension are alternatives (--where model=a --where model=b keeps both models); "
+        "different dimensions must all hold (--where model=a --where node=n1 keeps model a on "
+        "node n1).",
     )(func)
 
 
