@@ -7,6 +7,7 @@ status, never as a traceback; ``-v`` adds the traceback for a bug report.
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,9 +15,11 @@ from functools import cached_property
 
 import click
 from sqlalchemy import Engine
+from sqlalchemy.exc import DatabaseError as SqlDatabaseError
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from wattledger.collector.db import describe, open_engine, resolve_db_url
+from wattledger.cli.database import as_database_url, check_sqlite_target, open_store
+from wattledger.collector.db import describe, resolve_db_url
 from wattledger.config import Config, load_config
 from wattledger.errors import DatabaseError, WattledgerError
 from wattledger.timeutil import TimeFormatError, parse_time
@@ -31,30 +34,43 @@ class App:
     config_path: str | None = None
     verbose: int = 0
     _engines: dict[str, Engine] = field(default_factory=dict)
+    _current: set[str] = field(default_factory=set)
 
     @cached_property
     def config(self) -> Config:
         return load_config(self.config_path)
 
     def db_url(self, explicit: str | None = None) -> str:
-        return resolve_db_url(explicit or self.config.db)
+        """The database URL: the flag, else WATTLEDGER_DB, else the config, else the default.
 
-    def engine(self, explicit: str | None = None, *, require_schema: bool = True) -> Engine:
-        """The store, checked to be reachable and (by default) at the current schema."""
+        A plain file path is taken as a SQLite file.
+        """
+        return as_database_url(resolve_db_url(explicit or self.config.db))
+
+    def engine(
+        self, explicit: str | None = None, *, require_schema: bool = True, create: bool = False
+    ) -> Engine:
+        """The store, checked to be reachable and (by default) at the current schema.
+
+        A SQLite file that does not exist is created only with ``create``; otherwise its absence
+        is a one-line error naming ``wattledger db upgrade``.
+        """
         url = self.db_url(explicit)
-        if url not in self._engines:
+        engine = self._engines.get(url)
+        if engine is None:
+            check_sqlite_target(url, create=create)
+            engine = self._engines[url] = open_store(url)
+        if require_schema and url not in self._current:
             from wattledger.migrations.runner import require_current
 
-            engine = open_engine(url)
-            if require_schema:
-                try:
-                    require_current(engine)
-                except OperationalError as exc:
-                    raise DatabaseError(
-                        f"cannot reach database {describe(engine)}: {_first_line(exc)}"
-                    ) from None
-            self._engines[url] = engine
-        return self._engines[url]
+            try:
+                require_current(engine)
+            except OperationalError as exc:
+                raise DatabaseError(
+                    f"cannot reach database {describe(engine)}: {_first_line(exc)}"
+                ) from None
+            self._current.add(url)
+        return engine
 
     def close(self) -> None:
         for engine in self._engines.values():
@@ -69,7 +85,7 @@ def db_option(func: Callable) -> Callable:
         "--db",
         "db_url",
         metavar="URL",
-        help="Database URL (sqlite:///PATH or postgresql://USER@HOST/DB). "
+        help="Database: a SQLite file path, sqlite:///PATH or postgresql://USER@HOST/DB. "
         "Default: WATTLEDGER_DB, then db in the config file, "
         "then a SQLite file in your data directory.",
     )(func)
@@ -92,6 +108,16 @@ class TimeParam(click.ParamType):
 TIME = TimeParam()
 
 
+class FiniteRange(click.FloatRange):
+    """A finite number within bounds: ``inf`` and ``nan`` are refused, as no setting means them."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
 class WattledgerGroup(click.Group):
     """A click group that turns known errors into one line and a clean exit status."""
 
@@ -109,6 +135,8 @@ class WattledgerGroup(click.Group):
                 "is the schema current? run: wattledger db upgrade",
                 DatabaseError.exit_code,
             )
+        except SqlDatabaseError as exc:
+            _fail(ctx, f"database error: {_first_line(exc)}; check --db", DatabaseError.exit_code)
 
 
 def _fail(ctx: click.Context, message: str, code: int) -> None:

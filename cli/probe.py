@@ -15,13 +15,20 @@ from pathlib import Path
 
 import click
 
-from wattledger.agent.engines.errors import ScrapeError, Unreachable
+from wattledger.agent.engines.errors import (
+    EmptyPayload,
+    ScrapeError,
+    UnknownEngine,
+    Unreachable,
+)
 from wattledger.agent.engines.read import read_payload
 from wattledger.agent.engines.reading import EngineReading
 from wattledger.agent.engines.roles import apply_role
-from wattledger.agent.engines.scrape import fetch
+from wattledger.agent.engines.scrape import MAX_PAGE_BYTES, fetch
 from wattledger.agent.engines.tables import LABELS, MAIN_QUANTITIES
+from wattledger.cli.app import FiniteRange
 from wattledger.cli.output import Column, emit, fixed, format_option, text
+from wattledger.cli.page_kind import is_binary, page_kind
 from wattledger.contract import ENGINES, ROLES
 from wattledger.errors import WattledgerError
 
@@ -59,7 +66,9 @@ DISCOVER_COLUMNS = (
 @click.option("--engine", type=click.Choice(ENGINES), help="Read the page as this engine's.")
 @click.option("--role", type=click.Choice(ROLES), help="The endpoint's disaggregation role.")
 @click.option("--model", help="Model name for an engine that labels none (llama.cpp, TGI).")
-@click.option("--timeout", "timeout_s", type=float, default=5.0, show_default=True)
+@click.option(
+    "--timeout", "timeout_s", type=FiniteRange(0.01, 600.0), default=5.0, show_default=True
+)
 @format_option()
 def probe_command(
     payload_file: Path | None,
@@ -80,6 +89,17 @@ def probe_command(
     text_page = _read_file(payload_file) if payload_file else _fetch(url, timeout_s)
     try:
         reading = apply_role(read_payload(text_page, engine=engine, role=role, model=model))
+    except EmptyPayload as exc:
+        if payload_file is None:
+            raise click.ClickException(str(exc)) from None
+        raise click.ClickException(f"{payload_file} is empty; give a saved metrics page") from None
+    except UnknownEngine as exc:
+        if payload_file is None:
+            raise click.ClickException(str(exc)) from None
+        raise click.ClickException(
+            f"{payload_file} is not an engine metrics page: it looks like {page_kind(text_page)}; "
+            "save the page an engine serves, e.g. curl -s http://127.0.0.1:8000/metrics > page.txt"
+        ) from None
     except WattledgerError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -95,7 +115,9 @@ def probe_command(
 @click.command("discover")
 @click.option("--url", "urls", multiple=True, help="A metrics URL to try; repeat for more.")
 @click.option("--local", is_flag=True, help="Try the usual engine ports on 127.0.0.1.")
-@click.option("--timeout", "timeout_s", type=float, default=0.5, show_default=True)
+@click.option(
+    "--timeout", "timeout_s", type=FiniteRange(0.01, 600.0), default=0.5, show_default=True
+)
 @format_option()
 def discover_command(urls: tuple[str, ...], local: bool, timeout_s: float, fmt: str) -> None:
     """Look for serving engines and say what each one is.
@@ -166,14 +188,26 @@ def _title(reading: EngineReading) -> str:
 
 
 def _read_file(path: Path) -> str:
+    """The saved page, read no further than a page's size limit (as a scrape is)."""
     try:
-        return path.read_text(encoding="utf-8", errors="replace")
+        with path.open("rb") as stream:
+            data = stream.read(MAX_PAGE_BYTES + 1)
     except FileNotFoundError:
         raise click.ClickException(f"payload file {path} not found; check the path") from None
     except IsADirectoryError:
         raise click.ClickException(f"{path} is a folder; give a saved metrics page") from None
     except OSError as exc:
         raise click.ClickException(f"cannot read payload file {path}: {exc.strerror}") from None
+    if len(data) > MAX_PAGE_BYTES:
+        raise click.ClickException(
+            f"{path} is larger than {MAX_PAGE_BYTES // 2**20} MB, the most a metrics page may "
+            "be; it is not one: check the path"
+        )
+    if is_binary(data):
+        raise click.ClickException(
+            f"{path} is not an engine metrics page: it looks like binary data; check the path"
+        )
+    return data.decode("utf-8", errors="replace")
 
 
 def _fetch(url: str, timeout_s: float) -> str:

@@ -113,6 +113,21 @@ def test_since_and_until_give_the_window(run, tmp_path):
             ["--period", "2026-13"],
             "error: '2026-13' is not a real date; check the month, day, week or hour\n",
         ),
+        (
+            ["--period", "9999-W52"],
+            "error: '9999-W52' is outside the times wattledger keeps (1970-01-01 to 9999-01-01); "
+            "give a period in range\n",
+        ),
+        (
+            ["--period", "0001-01"],
+            "error: '0001-01' is outside the times wattledger keeps (1970-01-01 to 9999-01-01); "
+            "give a period in range\n",
+        ),
+        (
+            ["--period", "1969-12-31T23"],
+            "error: '1969-12-31T23' is outside the times wattledger keeps (1970-01-01 to "
+            "9999-01-01); give a period in range\n",
+        ),
     ],
 )
 def test_bad_windows_are_one_line_errors(run, tmp_path, args, message):
@@ -133,3 +148,60 @@ def test_bad_chargeback_config_is_one_line_error(run, tmp_path):
         "'adz', "
         "which is not in chargeback.centres (did you mean 'ads'?); declare it there\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("args", "name", "message"),
+    [
+        (
+            [],
+            "x.xlsx",
+            "error: --out x.xlsx: .xlsx is not an export format; name the file .csv or .parquet\n",
+        ),
+        (
+            ["--format", "csv"],
+            "x.xlsx",
+            "error: --out x.xlsx: .xlsx is not an export format; name the file .csv or .parquet\n",
+        ),
+        (
+            ["--format", "parquet"],
+            "x.csv",
+            "error: --out x.csv is named .csv but --format is parquet; name the file .parquet, "
+            "or leave out --format\n",
+        ),
+        (
+            ["--format", "csv"],
+            "x.PARQUET",
+            "error: --out x.PARQUET is named .parquet but --format is csv; name the file .csv, "
+            "or leave out --format\n",
+        ),
+    ],
+)
+def test_a_file_name_that_disagrees_with_the_format_is_refused(run, tmp_path, args, name, message):
+    result = run("--period", "2026-11", *args, "--out", str(tmp_path / name))
+
+    assert result.exit_code == 2
+    assert result.output == message
+    assert not (tmp_path / name).exists()
+
+
+def test_a_window_without_usage_is_refused_unless_allowed(run, tmp_path):
+    refused = run("--period", "2026-10", "--out", str(tmp_path / "oct.csv"))
+    allowed = run("--period", "2026-10", "--allow-empty", "--out", str(tmp_path / "oct.csv"))
+
+    assert refused.exit_code == 2
+    assert refused.output == (
+        "error: no usage in 2026-10-01T00:00:00Z to 2026-11-01T00:00:00Z; nothing to export "
+        "(check the window and that agents report, or pass --allow-empty to write a file "
+        "without rows)\n"
+    )
+    assert allowed.exit_code == 0, allowed.output
+    assert allowed.stderr.startswith("wrote 0 rows (csv, 0.00 USD,")
+    assert (tmp_path / "oct.csv").read_text().count("\n") == 1  # the header alone
+
+
+def test_help_says_the_total_matches_the_cost_report_to_the_cent():
+    text = " ".join(CliRunner().invoke(cli, ["export", "chargeback", "--help"]).output.split())
+
+    assert "equals 'wattledger report cost' for the same window to the cent" in text
+    assert "--allow-empty" in text

@@ -128,9 +128,134 @@ def test_example_tiers_are_applied_only_when_named(run):
 
 
 def test_a_database_without_schema_is_refused_with_the_fix(tmp_path, monkeypatch):
+    (tmp_path / "fresh.db").touch()  # what SQLite makes before its first table
     monkeypatch.setenv("WATTLEDGER_DB", f"sqlite:///{tmp_path / 'fresh.db'}")
 
     result = CliRunner().invoke(cli, ["price", "list"])
 
     assert result.exit_code == 4
     assert "has no wattledger schema; run: wattledger db upgrade" in result.output
+
+
+def test_setting_the_same_start_again_says_what_it_replaced(run):
+    first = run("price", "set", "--sku", "H100", "--usd-per-gpu-hour", "2", "--from", "2026-11")
+    again = run("price", "set", "--sku", "H100", "--usd-per-gpu-hour", "2.5", "--from", "2026-11")
+    site = run("price", "set", "--site", "dc1", "--usd-per-kwh", "0.1", "--pue", "1.2")
+    site_again = run("price", "set", "--site", "dc1", "--usd-per-kwh", "0.12")
+
+    assert first.output == "price for sku H100 set from 2026-11-01T00:00:00Z\n"
+    assert again.output == (
+        "price for sku H100 set from 2026-11-01T00:00:00Z; "
+        "replaced the earlier price from then (was 2 USD/GPU-h)\n"
+    )
+    assert "replaced" not in site.output
+    assert site_again.output.endswith("(was 0.1 USD/kWh at PUE 1.2)\n")
+
+
+@pytest.mark.parametrize("given", ["h100", "nvidia h100", " H100 ", "Gb200"])
+def test_a_sku_is_stored_as_the_agent_spells_it(run, given):
+    result = run("price", "set", "--sku", given, "--usd-per-gpu-hour", "2")
+
+    assert result.exit_code == 0
+    assert "note:" not in result.output
+    rows = json.loads(run("price", "list", "--format", "json").output)["rows"]
+    assert [row["key"] for row in rows] == [given.strip().split()[-1].upper()]
+
+
+def test_a_full_device_name_is_kept_and_the_sku_is_suggested(run):
+    result = run("price", "set", "--sku", "NVIDIA H100 80GB HBM3", "--usd-per-gpu-hour", "2")
+
+    assert result.exit_code == 0
+    assert result.output.splitlines()[0] == (
+        "note: the agent reports a GPU named 'NVIDIA H100 80GB HBM3' as SKU H100; prices apply "
+        "by SKU, so this one may match no GPU: use --sku H100"
+    )
+    rows = json.loads(run("price", "list", "--format", "json").output)["rows"]
+    assert [row["key"] for row in rows] == ["NVIDIA H100 80GB HBM3"]
+
+
+def test_an_unknown_board_keeps_its_spelling(run):
+    run("price", "set", "--sku", "RTX PRO 6000 Blackwell", "--usd-per-gpu-hour", "1.1")
+
+    rows = json.loads(run("price", "list", "--format", "json").output)["rows"]
+    assert [row["key"] for row in rows] == ["RTX PRO 6000 Blackwell"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--sku", "H100", "--usd-per-gpu-hour", "inf"], "--usd-per-gpu-hour must be a finite"),
+        (["--sku", "H100", "--usd-per-gpu-hour", "nan"], "--usd-per-gpu-hour must be a finite"),
+        (["--sku", "H100", "--capex-usd", "nan", "--years", "4"], "--capex-usd must be a finite"),
+        (["--sku", "H100", "--capex-usd", "3e4", "--years", "inf"], "--years must be a finite"),
+        (["--site", "x", "--usd-per-kwh", "-inf"], "--usd-per-kwh must be a finite number"),
+        (["--site", "x", "--usd-per-kwh", "0.1", "--pue", "1e300"], "--pue 1e+300 is beyond"),
+        (["--sku", "H100", "--usd-per-gpu-hour", "2e6"], "--usd-per-gpu-hour 2e+06 is beyond"),
+        (["--sku", "H100", "--capex-usd", "3e4", "--years", "500"], "--years 500 is beyond"),
+    ],
+)
+def test_non_finite_and_absurd_prices_are_refused(run, args, message):
+    result = run("price", "set", *args)
+
+    assert result.exit_code == 2
+    assert result.output.startswith("error: " + message)
+    assert len(result.output.splitlines()) == 1
+    assert json.loads(run("price", "list", "--format", "json").output)["rows"] == []
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('sku = "H100"\n', "sku must be tables written [[sku]], one per price"),
+        ("site = [1, 2]\n", "site must be tables written [[site]]"),
+        (
+            '[[sku]]\nsku = "H100"\nusd_per_gpu_hour = inf\neffective_from = 2026-01-01\n',
+            "[[sku]] #1: usd_per_gpu_hour must be a finite number (got inf)",
+        ),
+        (
+            '[[site]]\nsite = "x"\nusd_per_kwh = 0.1\npue = nan\neffective_from = 2026-01-01\n',
+            "[[site]] #1: pue must be a finite number (got nan)",
+        ),
+        (
+            '[[sku]]\nsku = "H100"\nusd_per_gpu_hour = true\neffective_from = 2026-01-01\n',
+            "usd_per_gpu_hour must be a number, not True",
+        ),
+    ],
+)
+def test_bad_price_files_are_one_line_errors(run, tmp_path, text, message):
+    path = tmp_path / "prices.toml"
+    path.write_text(text)
+
+    result = run("price", "import", str(path))
+
+    assert result.exit_code == 2
+    assert message in result.output
+    assert len(result.output.splitlines()) == 1
+
+
+def test_a_csv_price_file_with_nan_or_bad_bytes_is_refused(run, tmp_path):
+    path = tmp_path / "prices.csv"
+    path.write_text("scope,key,effective_from,usd_per_gpu_hour\nsku,H100,2026-01-01,NaN\n")
+    result = run("price", "import", str(path))
+    assert (
+        result.output
+        == f"error: {path} line 2: usd_per_gpu_hour must be a finite number (got nan)\n"
+    )
+
+    path.write_bytes(b"scope,key,effective_from,note\nsku,H100,2026-01-01,caf\xe9\n")
+    result = run("price", "import", str(path))
+    assert (
+        result.output == f"error: price file {path} is not UTF-8 text (byte 53); save it as UTF-8\n"
+    )
+
+
+def test_importing_an_example_tier_reads_from_as_a_time(run):
+    bad = run("price", "import", "--example", "rental", "--from", "garbage")
+    assert bad.exit_code == 2
+    assert "Invalid value for '--from': cannot read 'garbage' as a time" in bad.output
+
+    first = run("price", "import", "--example", "rental", "--from", "2026-11")
+    again = run("price", "import", "--example", "rental", "--from", "2026-11")
+    count = len(json.loads(run("price", "list", "--format", "json").output)["rows"])
+    assert first.output.endswith("(published figures, not your contract)\n")
+    assert again.output.endswith(f"; {count} replaced earlier entries with the same start\n")

@@ -199,7 +199,7 @@ def test_command_says_simulated_lists_sources_and_reports(tmp_path):
         "Uptime Institute",
     ):
         assert source in out
-    assert "Cost per million tokens by architecture and model (simulated fleet)" in out
+    assert "Cost per million tokens (USD) by architecture and model (simulated fleet)" in out
     assert "Check: the database holds exactly what the simulation did" in out
     assert "What to try next" in out
     assert f"wattledger report cost --db sqlite:///{path}" in out

@@ -65,10 +65,10 @@ def test_csv_rows_with_notes_on_stderr():
             "engine": "vllm",
             "role": "aggregated",
             "model": "deepseek-ai/DeepSeek-V2-Lite",
-            "input_tokens": "68000.0",
-            "input_cached_tokens": "10500.0",
-            "output_tokens": "23000.0",
-            "requests": "305.0",
+            "input_tokens": "68000",
+            "input_cached_tokens": "10500",
+            "output_tokens": "23000",
+            "requests": "305",
             "prefill_seconds": "78.75",
             "decode_seconds": "1200.5",
         }
@@ -131,7 +131,7 @@ def test_errors_are_one_line(tmp_path):
         missing.output
         == f"Error: payload file {tmp_path / 'nope.prom'} not found; check the path\n"
     )
-    assert blank.output == "Error: the metrics page is empty: a failed scrape, not zero traffic\n"
+    assert blank.output == f"Error: {empty} is empty; give a saved metrics page\n"
     assert neither.output == "Error: give exactly one of --file PAYLOAD or --url URL\n"
     assert both.output == neither.output
     assert folder.output.startswith("Error: ") and folder.output.count("\n") == 1

@@ -95,7 +95,8 @@ def test_cost_as_json_rows_add_up_to_the_total_and_name_the_unpriced_gpu(fleet_d
     )
     assert document["total"]["idle_usd"] == 3.0625
     assert any(
-        note.startswith("UNPRICED: GPU-x (NVIDIA X100, node node-x)") for note in document["notes"]
+        note.startswith("UNPRICED: node node-x, SKU 'X100': 1 GPU (GPU-x), 1.00 GPU-hours")
+        for note in document["notes"]
     )
 
 
@@ -108,7 +109,7 @@ def test_cost_as_csv_has_a_header_the_rows_and_the_total_line(fleet_db):
     assert float(lines[0]["cost_usd"]) + float(lines[1]["cost_usd"]) == pytest.approx(
         float(lines[2]["cost_usd"])
     )
-    assert "UNPRICED: GPU-x" in result.stderr
+    assert "UNPRICED: node node-x, SKU 'X100'" in result.stderr
 
 
 def test_cost_table_shows_cents_that_add_up(fleet_db):
@@ -139,7 +140,10 @@ def test_split_as_json_and_csv(fleet_db):
     assert rows["code"]["method"] == "phase time"
     assert (rows["code"]["prefill_usd"], rows["code"]["decode_usd"]) == (1.03125, 3.09375)
     assert rows["chat"]["method"] == "default ratio (estimate)"
-    assert any(note.startswith("UNPRICED: GPU-x") for note in document["notes"])
+    assert any(
+        note.startswith("UNPRICED: node node-x, SKU 'X100': 1 GPU (GPU-x)")
+        for note in document["notes"]
+    )
 
     result = run("split", *WINDOW, "--format", "csv", "--by", "model")
     lines = list(csv.DictReader(io.StringIO(result.stdout)))
@@ -158,7 +162,10 @@ def test_compare_as_json_and_csv(fleet_db):
     document = as_json(run("compare", *WINDOW, "--format", "json"))
     coder = {r["model"]: r for r in document["rows"]}["coder"]
     assert coder["b_unpriced"] is True and coder["ratio"] is None
-    assert any(note.startswith("UNPRICED: GPU-x") for note in document["notes"])
+    assert any(
+        note.startswith("UNPRICED: node node-x, SKU 'X100': 1 GPU (GPU-x)")
+        for note in document["notes"]
+    )
 
     result = run("compare", *WINDOW, "--format", "csv")
     lines = list(csv.DictReader(io.StringIO(result.stdout)))
@@ -188,7 +195,10 @@ def test_trend_as_json_and_csv(fleet_db):
         ("2025-11-24T16:00Z", "chat"),
         ("2025-11-24T16:00Z", "coder"),
     ]
-    assert any(note.startswith("UNPRICED: GPU-x") for note in document["notes"])
+    assert any(
+        note.startswith("UNPRICED: node node-x, SKU 'X100': 1 GPU (GPU-x)")
+        for note in document["notes"]
+    )
 
     result = run("trend", *WINDOW, "--format", "csv")
     lines = list(csv.DictReader(io.StringIO(result.stdout)))
@@ -237,7 +247,11 @@ def test_every_report_names_the_unpriced_gpu_in_its_table_notes(fleet_db, report
     result = run(report, *WINDOW)
 
     assert result.exit_code == 0, result.output
-    assert "UNPRICED: GPU-x (NVIDIA X100, node node-x) has 1.00 GPU-hours" in result.stdout
+    assert (
+        "UNPRICED: node node-x, SKU 'X100': 1 GPU (GPU-x), 1.00 GPU-hours with no price; its cost "
+        "is missing from the figures, not zero; set one: wattledger price set --sku X100 "
+        "--usd-per-gpu-hour N --from DATE." in result.stdout
+    )
 
 
 @pytest.mark.parametrize("report", REPORTS)
@@ -266,3 +280,78 @@ def test_where_filters_and_a_bad_where_is_a_usage_error(fleet_db):
 
     result = run("cost", *WINDOW, "--where", "colour=red")
     assert result.exit_code == 2 and "use DIMENSION=VALUE" in result.stderr
+
+
+def test_repeated_where_on_one_dimension_keeps_either_value(fleet_db):
+    """chat runs on node-a, coder on node-c and node-x: both models give all three nodes; a
+    second dimension must hold as well."""
+    either = as_json(
+        run(
+            "cost",
+            *WINDOW,
+            *("--by", "node", "--where", "model=chat", "--where", "model=coder"),
+            "--format",
+            "json",
+        )
+    )
+    assert [row["node"] for row in either["rows"]] == ["node-a", "node-c", "node-x"]
+    assert either["total"]["cost_usd"] == 1.0375 + 4.175
+
+    both = as_json(
+        run(
+            "cost",
+            *WINDOW,
+            *("--by", "node", "--where", "model=coder", "--where", "node=node-c"),
+            "--format",
+            "json",
+        )
+    )
+    assert [row["node"] for row in both["rows"]] == ["node-c"]
+
+    help_text = CliRunner().invoke(cli, ["report", "cost", "--help"]).output
+    assert "values of one dimension are alternatives" in " ".join(help_text.split())
+
+
+@pytest.mark.parametrize("report", ["cost", "split", "trend"])
+def test_a_dimension_named_twice_in_by_groups_once(fleet_db, report):
+    twice = as_json(run(report, *WINDOW, "--by", "model,model", "--format", "json"))
+    once = as_json(run(report, *WINDOW, "--by", "model", "--format", "json"))
+
+    assert twice == once
+
+
+def test_the_library_refuses_a_dimension_named_twice():
+    from wattledger.cli.reports.usage_query import ReportError, check_dimensions
+
+    with pytest.raises(ReportError, match="cannot group by model twice; name each dimension once"):
+        check_dimensions(["model", "node", "model"])
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("missing/x.png", "the folder '{tmp}/missing' does not exist; create it first"),
+        (
+            "x.txt",
+            "'{tmp}/x.txt' must end in .png, .svg or .pdf (the picture's format), e.g. x.png",
+        ),
+        ("noext", "'{tmp}/noext' must end in .png, .svg or .pdf"),
+    ],
+)
+@pytest.mark.parametrize("report", REPORTS)
+def test_a_plot_path_that_cannot_be_written_is_a_usage_error(
+    fleet_db, tmp_path, report, name, message
+):
+    result = run(report, *WINDOW, "--plot", str(tmp_path / name))
+
+    assert result.exit_code == 2
+    assert message.format(tmp=tmp_path) in " ".join(result.stderr.split())
+    assert not (tmp_path / name).exists() and not (tmp_path / "noext.png").exists()
+
+
+def test_a_plot_may_be_svg_or_pdf(fleet_db, tmp_path):
+    for suffix, magic in ((".svg", b"<?xml"), (".pdf", b"%PDF")):
+        path = tmp_path / f"cost{suffix}"
+        result = run("cost", *WINDOW, "--plot", str(path))
+        assert result.exit_code == 0, result.output
+        assert path.read_bytes().startswith(magic)

@@ -61,7 +61,13 @@ def test_published_hopper_and_blackwell_figures_come_out_exactly(engine):
     assert row["factor_throughput"] == pytest.approx(6000 / 90, rel=1e-12)
     assert row["factor_serving_share"] == 1.0
     assert row["factor_product"] == pytest.approx(row["ratio"], rel=1e-12)
+    assert row["factor_gpu_hour_cost"] == pytest.approx(1.41 / 2.65, rel=1e-12)
     assert round(row["ratio"], 2) == 35.47
+    assert (
+        "model-x: hopper costs 35.5x blackwell per token, mostly because blackwell serves 66.7x "
+        "the tokens per GPU-second that hopper does; offsetting part of that, blackwell's "
+        "GPU-hours cost 1.88x hopper's (energy included)." in report.notes
+    )
 
 
 def test_every_factor_of_the_ratio_with_energy_and_idle_time(engine):
@@ -92,7 +98,8 @@ def test_every_factor_of_the_ratio_with_energy_and_idle_time(engine):
         ],
     )
 
-    [row] = compare_report(engine, HOUR, HOUR + 3600).rows
+    report = compare_report(engine, HOUR, HOUR + 3600)
+    [row] = report.rows
 
     assert row["a_usd_per_mtok"] == pytest.approx(2.084 / 2.7, rel=1e-12)
     assert row["b_usd_per_mtok"] == pytest.approx(4.12 / 14.4, rel=1e-12)
@@ -118,6 +125,13 @@ def test_every_factor_of_the_ratio_with_energy_and_idle_time(engine):
         pytest.approx(0.25),
     )
     assert row["j_per_token_ratio"] == pytest.approx((2.52 / 2.7) / 0.25, rel=1e-12)
+    assert row["factor_gpu_hour_cost"] == pytest.approx(2.084 / 4.12, rel=1e-12)
+    assert (
+        "llama: hopper costs 2.7x blackwell per token, mostly because blackwell serves 4x the "
+        "tokens per GPU-second that hopper does, and also because blackwell's GPUs spend 1.33x "
+        "the share of their time serving that hopper's do; offsetting part of that, blackwell's "
+        "GPU-hours cost 1.98x hopper's (energy included)." in report.notes
+    )
 
 
 def test_a_zero_gpu_hour_price_reports_price_and_energy_as_one_factor(engine):
@@ -156,7 +170,10 @@ def test_an_unpriced_side_has_no_ratio_and_is_named(engine):
     assert row["b_unpriced"] is True
     assert row["why"] == "blackwell has unpriced GPU time"
     assert row["b_tokens_per_gpu_s"] == pytest.approx(6000.0)  # what was measured is still shown
-    assert any(note.startswith("UNPRICED: GPU-gb300") for note in report.notes)
+    assert any(
+        note.startswith("UNPRICED: node blackwell-node, SKU 'GB300': 1 GPU (GPU-gb300)")
+        for note in report.notes
+    )
     assert "model-x: no ratio, blackwell has unpriced GPU time." in report.notes
 
 
@@ -213,3 +230,45 @@ def test_compare_along_engine_and_a_model_on_one_side_only(engine):
     assert rows["model-y"]["a_usd_per_mtok"] == pytest.approx(1.41 / 0.648, rel=1e-12)
     # All models: vllm has 2 GPU-h at 1.41 for 972,000 tokens.
     assert report.total["a_usd_per_mtok"] == pytest.approx(2.82 / 0.972, rel=1e-12)
+
+
+def test_the_table_labels_each_factor_with_its_direction_and_fills_the_gpu_hour_cost(
+    engine, monkeypatch
+):
+    """The side table's A / B throughput 90 / 6,000 = 0.015x and the factor table's throughput
+    B/A 66.6667 point opposite ways; the headings say so. GPU-h cost A/B = 1.41 / 2.65."""
+    from click.testing import CliRunner
+
+    from wattledger.cli.main import cli
+
+    published_fleet(engine)
+    monkeypatch.setenv("WATTLEDGER_DB", engine.url.render_as_string(hide_password=False))
+    monkeypatch.setenv("COLUMNS", "250")
+
+    result = CliRunner().invoke(
+        cli, ["report", "compare", "--since", "2025-11-24T16:00", "--until", "2025-11-24T17:00"]
+    )
+
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    [heading] = [line for line in lines if line.startswith("┃") and "USD/Mtok A/B" in line]
+    assert [cell.strip() for cell in heading.split("┃")[1:-1]] == [
+        "Model",
+        "USD/Mtok A/B",
+        "= GPU-h cost A/B",
+        "x Throughput B/A",
+        "x Serving share B/A",
+        "GPU-h price A/B",
+        "x Energy factor",
+    ]
+    [row] = [line for line in lines if line.startswith("│ model-x") and "35.4717" in line]
+    assert [cell.strip() for cell in row.split("│")[1:-1]] == [
+        "model-x",
+        "35.4717",
+        "0.5321",
+        "66.6667",
+        "1.0000",
+        "0.5321",
+        "1.0000",
+    ]
+    assert "0.015x" in result.stdout  # the side table's A / B throughput

@@ -152,3 +152,25 @@ def test_price_periods_cut_the_window_at_each_change_and_blend_the_hour_of_a_cha
     assert {(r.site, r.period): r.usd_per_gpu_kwh for r in periods.power_rates} == {
         ("", 2): pytest.approx(0.15)
     }
+
+
+def test_unpriced_gpus_are_grouped_per_node_and_sku(engine):
+    """Three X100s on node-b and one on node-c, an hour each, no price: two notes, not four."""
+    fleet = Fleet(length_minutes=60)
+    one_gpu(fleet)
+    for node, uuid in (("node-b", "GPU-b1"), ("node-b", "GPU-b2"), ("node-b", "GPU-b3")):
+        fleet.gpu(node, uuid, "X100", "hopper", 400.0)
+    fleet.gpu("node-c", "GPU-c1", "X100", "hopper", 400.0)
+    fleet.store(engine)
+    set_prices(engine, [PriceEntry("sku", "H100", 0, usd_per_gpu_hour=2.00)])
+
+    report = cost_report(engine, HOUR, HOUR + 3600, ["model"])
+
+    assert [n for n in report.notes if n.startswith("UNPRICED")] == [
+        "UNPRICED: node node-b, SKU 'X100': 3 GPUs, 3.00 GPU-hours with no price; their cost is "
+        "missing from the figures, not zero; set one: wattledger price set --sku X100 "
+        "--usd-per-gpu-hour N --from DATE.",
+        "UNPRICED: node node-c, SKU 'X100': 1 GPU (GPU-c1), 1.00 GPU-hours with no price; its "
+        "cost is missing from the figures, not zero; set one: wattledger price set --sku X100 "
+        "--usd-per-gpu-hour N --from DATE.",
+    ]

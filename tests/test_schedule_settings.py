@@ -121,6 +121,11 @@ def test_a_sixth_leading_field_gives_seconds():
             "use csv or parquet (or end the path in .csv or .parquet)",
         ),
         (
+            {"format": "parquet"},
+            "wl.toml: schedule.exports[0] (daily).path ends in .csv but the format is parquet; "
+            "end the path in .parquet",
+        ),
+        (
             {"path": "exports/{period}.csv"},
             "wl.toml: schedule.exports[0] (daily).path 'exports/{period}.csv' should be an "
             "absolute path",

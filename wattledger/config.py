@@ -4,13 +4,16 @@ The file is found at ``--config``, else ``WATTLEDGER_CONFIG``, else ``wattledger
 user's config directory (absent is fine: every setting has a default). Scalar settings can be
 overridden from the environment as ``WATTLEDGER_<SECTION>_<KEY>`` (for example
 ``WATTLEDGER_AGENT_NODE`` or ``WATTLEDGER_COLLECTOR_LISTEN``); the database is ``WATTLEDGER_DB``.
-Unknown keys are errors, with the nearest known key suggested, because a silently ignored typo
-in a cost tool means a wrong bill.
+Lists of tables (``[[agent.endpoints]]``) have no one-line form and come from the file only.
+Unknown keys, and unknown ``WATTLEDGER_AGENT_*``, ``WATTLEDGER_COLLECTOR_*`` and
+``WATTLEDGER_REPORT_*`` variables, are errors with the nearest known name suggested, because a
+silently ignored typo in a cost tool means a wrong bill. Numbers must be finite.
 """
 
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import socket
 import tomllib
@@ -26,6 +29,11 @@ from wattledger.errors import ConfigError
 
 ENV_CONFIG = "WATTLEDGER_CONFIG"
 ENV_PREFIX = "WATTLEDGER_"
+SECTIONS = ("agent", "collector", "report")
+# Settings that are tables of tables: they have no one-line form for an environment variable.
+FILE_ONLY = {"agent": ("endpoints",)}
+CURRENCIES = ("USD",)
+MAX_PORT = 65_535
 
 
 @dataclass
@@ -104,15 +112,10 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
     source = Path(explicit) if explicit else default_config_path()
 
     document: dict[str, Any] = {}
+    if explicit:
+        check_config_path(source)
     if source.is_file():
-        try:
-            document = tomllib.loads(source.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {source} is not valid TOML: {exc}") from None
-        except OSError as exc:
-            raise ConfigError(f"cannot read config file {source}: {exc.strerror}") from None
-    elif explicit:
-        raise ConfigError(f"config file {source} does not exist; check --config or {ENV_CONFIG}")
+        document = _read_document(source)
 
     config = _build(document, source if source.is_file() else None)
     _apply_environment(config, environ)
@@ -120,15 +123,55 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
     return config
 
 
+def check_config_path(source: str | Path) -> None:
+    """Refuse a config path given by a person that is missing or is not a file."""
+    source = Path(source)
+    if source.is_dir():
+        raise ConfigError(
+            f"config file {source} is a directory; give the TOML file itself, "
+            f"e.g. {source / 'wattledger.toml'}"
+        )
+    if not source.exists():
+        raise ConfigError(f"config file {source} does not exist; check --config or {ENV_CONFIG}")
+
+
+def _read_document(source: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(source.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {source} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"config file {source} is not UTF-8 text (byte {exc.start}); save it as UTF-8"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {source}: {exc.strerror}") from None
+
+
 def _build(document: dict[str, Any], source: Path | None) -> Config:
     where = str(source) if source else "config"
     known = {"db", "agent", "collector", "report", "chargeback", "schedule"}
     _reject_unknown(document, known, "", where)
+    for name in ("agent", "collector", "report", "chargeback", "schedule"):
+        if name in document and not isinstance(document[name], dict):
+            raise ConfigError(
+                f"{where}: {name} should be a table ([{name}]), not {document[name]!r}"
+            )
+    if "db" in document and not isinstance(document["db"], str):
+        raise ConfigError(f"{where}: db should be a database URL string, not {document['db']!r}")
 
     agent_doc = dict(document.get("agent", {}))
     endpoint_docs = agent_doc.pop("endpoints", [])
+    if not isinstance(endpoint_docs, list):
+        raise ConfigError(
+            f"{where}: agent.endpoints should be a list of tables ([[agent.endpoints]])"
+        )
     agent = _dataclass_from(AgentConfig, agent_doc, "agent", where)
     for i, endpoint_doc in enumerate(endpoint_docs):
+        if not isinstance(endpoint_doc, dict):
+            raise ConfigError(
+                f"{where}: agent.endpoints[{i}] should be a table ([[agent.endpoints]])"
+            )
         for required in ("name", "url"):
             if required not in endpoint_doc:
                 raise ConfigError(f"{where}: agent.endpoints[{i}] needs a {required!r}")
@@ -165,6 +208,8 @@ def _check_type(instance, f, section: str, where: str) -> None:
     ok = True
     if expected.startswith("float"):
         ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if ok and not math.isfinite(value):
+            raise ConfigError(f"{where}: {section}.{f.name} must be a finite number, not {value}")
         if ok:
             setattr(instance, f.name, float(value))
     elif expected.startswith("int"):
@@ -198,19 +243,34 @@ def _reject_unknown(values: Mapping[str, Any], known: set[str], prefix: str, whe
 def _apply_environment(config: Config, environ: Mapping[str, str]) -> None:
     if environ.get(ENV_PREFIX + "DB"):
         config.db = environ[ENV_PREFIX + "DB"]
-    for section_name in ("agent", "collector", "report"):
+    for section_name in SECTIONS:
         section = getattr(config, section_name)
-        for f in fields(section):
-            variable = f"{ENV_PREFIX}{section_name.upper()}_{f.name.upper()}"
-            if variable not in environ:
-                continue
+        prefix = f"{ENV_PREFIX}{section_name.upper()}_"
+        variables = {f"{prefix}{f.name.upper()}": f for f in fields(section)}
+        for variable in sorted(name for name in environ if name.startswith(prefix)):
+            f = variables.get(variable)
+            if f is None:
+                close = difflib.get_close_matches(variable, sorted(variables), n=1)
+                hint = f"; did you mean {close[0]}?" if close else ""
+                raise ConfigError(f"unknown environment variable {variable}{hint}")
+            if f.name in FILE_ONLY.get(section_name, ()):
+                raise ConfigError(
+                    f"environment variable {variable}: {section_name}.{f.name} is a list of "
+                    f"tables and cannot come from the environment; write "
+                    f"[[{section_name}.{f.name}]] tables in the config file"
+                )
             setattr(section, f.name, _from_env(variable, environ[variable], str(f.type)))
 
 
 def _from_env(variable: str, raw: str, expected: str) -> Any:
     try:
         if expected.startswith("float"):
-            return float(raw)
+            value = float(raw)
+            if not math.isfinite(value):
+                raise ConfigError(
+                    f"environment variable {variable}={raw!r} must be a finite number"
+                )
+            return value
         if expected.startswith("int"):
             return int(raw)
         if expected.startswith("bool"):
@@ -221,21 +281,45 @@ def _from_env(variable: str, raw: str, expected: str) -> Any:
             raise ValueError(raw)
         if expected.startswith("dict"):
             pairs = [item.split("=", 1) for item in raw.split(",") if item]
+            if any(len(pair) != 2 for pair in pairs):
+                raise ValueError(raw)
             return {k.strip(): v.strip() for k, v in pairs}
         if expected.startswith("list"):
             return [item.strip() for item in raw.split(",") if item.strip()]
     except ValueError:
+        kind = expected.split(" ")[0]
+        kind = "KEY=VALUE list" if kind.startswith("dict") else kind
         raise ConfigError(
-            f"environment variable {variable}={raw!r} is not a valid {expected.split(' ')[0]}"
+            f"environment variable {variable}={raw!r} is not a valid {kind}"
         ) from None
     return raw
 
 
+def parse_listen(listen: str, setting: str = "collector.listen") -> tuple[str, int]:
+    """``HOST:PORT`` as a host and a port number (0 asks the system for a free port)."""
+    host, sep, port = listen.strip().rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConfigError(f"{setting} {listen!r} must be HOST:PORT, e.g. 127.0.0.1:4318")
+    number = int(port)
+    if number > MAX_PORT:
+        raise ConfigError(
+            f"{setting} {listen!r}: port {number} is out of range; use 1 to {MAX_PORT}"
+        )
+    return host.strip("[]") or "0.0.0.0", number
+
+
 def _validate(config: Config) -> None:
     agent = config.agent
+    if not agent.node.strip():
+        raise ConfigError(
+            "agent.node must not be empty; set it to this node's name, or leave it unset to use "
+            "the host name (check WATTLEDGER_AGENT_NODE)"
+        )
     for name in ("sample_interval_s", "scrape_interval_s", "export_interval_s", "nvml_timeout_s"):
-        if getattr(agent, name) <= 0:
+        if not getattr(agent, name) > 0:
             raise ConfigError(f"agent.{name} must be above zero")
+    if not agent.spool_max_mb >= 0:
+        raise ConfigError("agent.spool_max_mb must not be negative (0 turns the spool off)")
     if agent.export_interval_s < agent.sample_interval_s:
         raise ConfigError(
             "agent.export_interval_s must not be shorter than agent.sample_interval_s"
@@ -262,6 +346,22 @@ def _validate(config: Config) -> None:
             raise ConfigError(
                 f"agent.endpoints {endpoint.name!r}: url must start with http:// or https://"
             )
+        if not endpoint.timeout_s > 0:
+            raise ConfigError(f"agent.endpoints {endpoint.name!r}: timeout_s must be above zero")
 
-    if config.report.default_output_token_weight <= 0:
+    collector = config.collector
+    parse_listen(collector.listen)
+    if not collector.max_body_mb > 0:
+        raise ConfigError(
+            f"collector.max_body_mb must be above zero, not {collector.max_body_mb:g}"
+        )
+    if not collector.max_points > 0:
+        raise ConfigError(f"collector.max_points must be above zero, not {collector.max_points}")
+
+    if not config.report.default_output_token_weight > 0:
         raise ConfigError("report.default_output_token_weight must be above zero")
+    if config.report.currency not in CURRENCIES:
+        raise ConfigError(
+            f"report.currency {config.report.currency!r} is not supported; only "
+            f"{', '.join(CURRENCIES)} is: give prices in USD and remove the setting"
+        )

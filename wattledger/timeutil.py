@@ -22,6 +22,14 @@ class TimeFormatError(ValueError):
     pass
 
 
+# The times wattledger accepts: from the Unix epoch to the start of year 9999, which leaves room
+# to round a time up to its hour, day, week or month and still name it as a calendar date.
+EARLIEST_S = 0
+LATEST_S = int(datetime(9999, 1, 1, tzinfo=UTC).timestamp())
+RANGE_TEXT = "1970-01-01 to 9999-01-01"
+_FORMATS_HINT = "use 2026-11-01, 2026-11-01T10:00, 2026-11 or an age like 24h, 7d"
+
+
 def parse_time(text: str, *, now: float | None = None) -> int:
     """Seconds since the epoch for ``text``; ages count back from ``now``."""
     text = text.strip()
@@ -29,22 +37,37 @@ def parse_time(text: str, *, now: float | None = None) -> int:
     age = _AGE.match(text)
     if age:
         amount, unit = int(age.group(1)), age.group(2)
-        return int(now - amount * {"h": HOUR_S, "d": DAY_S, "w": 7 * DAY_S}[unit])
+        moment = now - amount * {"h": HOUR_S, "d": DAY_S, "w": 7 * DAY_S}[unit]
+        if moment < EARLIEST_S:
+            raise TimeFormatError(
+                f"{text!r} reaches back before 1970-01-01, the earliest time wattledger keeps; "
+                "give a shorter age or a date"
+            )
+        return int(moment)
     if text == "now":
         return int(now)
     month = _MONTH.match(text)
     if month:
-        return int(datetime(int(month.group(1)), int(month.group(2)), 1, tzinfo=UTC).timestamp())
+        return month_bounds(text)[0]
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise TimeFormatError(
-            f"cannot read {text!r} as a time; "
-            "use 2026-11-01, 2026-11-01T10:00, 2026-11 or an age like 24h, 7d"
-        ) from None
+        raise TimeFormatError(f"cannot read {text!r} as a time; {_FORMATS_HINT}") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return int(parsed.timestamp())
+    try:
+        moment = parsed.timestamp()
+    except (OverflowError, ValueError):
+        moment = float("nan")
+    return _in_range(text, moment)
+
+
+def _in_range(text: str, moment: float) -> int:
+    if not EARLIEST_S <= moment <= LATEST_S:
+        raise TimeFormatError(
+            f"{text!r} is outside the times wattledger keeps ({RANGE_TEXT}); give a date in range"
+        )
+    return int(moment)
 
 
 def month_bounds(text: str) -> tuple[int, int]:
@@ -55,6 +78,10 @@ def month_bounds(text: str) -> tuple[int, int]:
     year, month = int(match.group(1)), int(match.group(2))
     if not 1 <= month <= 12:
         raise TimeFormatError(f"{text!r} has no month {month}; use 01 to 12")
+    if not 1970 <= year <= 9998:
+        raise TimeFormatError(
+            f"{text!r} is outside the times wattledger keeps ({RANGE_TEXT}); give a month in range"
+        )
     start = datetime(year, month, 1, tzinfo=UTC)
     end = datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=UTC)
     return int(start.timestamp()), int(end.timestamp())

@@ -76,6 +76,7 @@ class Line:
     output_tokens: float = 0.0
     cost_usd: float = 0.0
     shared_idle_usd: float = 0.0
+    unmapped_tokens: float = 0.0  # tokens of an endpoint whose GPUs the agent could not name
 
     @property
     def key(self) -> tuple:
@@ -115,12 +116,21 @@ def collect(
 
     lines: dict[tuple, Line] = {}
     unpriced = 0.0
+    unmapped: dict[tuple[str, str], float] = defaultdict(float)
     for group in groups:
         unpriced += group.sums["unpriced_seconds"]
+        tokens = group.sums["unmapped_input_tokens"] + group.sums["unmapped_output_tokens"]
+        if tokens > 0:
+            unmapped[group.key[0], group.key[1]] += tokens
         for line in _split(group, settings):
             _merge(lines, line)
 
-    notes: list[str] = []
+    notes = [
+        f"endpoint {node}/{endpoint} served {tokens:,.0f} tokens on GPUs wattledger does not "
+        "know; its rows carry no x_UsdPerMillionTokens. Fix: map its GPUs in [[agent.endpoints]] "
+        "gpus, or make sure the engine's process is visible to the agent"
+        for (node, endpoint), tokens in sorted(unmapped.items())
+    ]
     ordered = sorted(lines.values(), key=lambda line: line.key)
     if settings.idle == "centre":
         ordered = _regroup(_to_centre(ordered, settings.idle_centre))
@@ -176,6 +186,7 @@ def _split(group: Group, settings: ChargebackSettings) -> Iterable[Line]:
         serving.input_tokens = d["input_tokens"]
         serving.output_tokens = d["output_tokens"]
         serving.cost_usd = serving_usd
+        serving.unmapped_tokens = d["unmapped_input_tokens"] + d["unmapped_output_tokens"]
         yield serving
 
     idle_seconds = max(0.0, d["gpu_seconds"] - d["serving_seconds"])
@@ -239,6 +250,7 @@ def _add(target: Line, source: Line, weight: float) -> None:
     target.output_tokens += source.output_tokens * weight
     target.cost_usd += source.cost_usd * weight
     target.shared_idle_usd += source.shared_idle_usd * weight
+    target.unmapped_tokens += source.unmapped_tokens * weight
 
 
 def _to_centre(lines: list[Line], centre: str | None) -> list[Line]:

@@ -55,8 +55,13 @@ def export_chargeback(
     granularity: str,
     now: int,
     allow_open: bool = False,
+    allow_empty: bool = False,
 ) -> ExportResult:
-    """Allocate ``[since, until)`` to cost centres and write it to ``path`` in ``fmt``."""
+    """Allocate ``[since, until)`` to cost centres and write it to ``path`` in ``fmt``.
+
+    A window without usage is refused unless ``allow_empty``: a file with no rows is more often
+    a wrong window or a stopped agent than a period nobody used, and FOCUS tools reject it.
+    """
     check_window(since, until, now, allow_open=allow_open)
     refresh(engine)
 
@@ -67,6 +72,11 @@ def export_chargeback(
         if allocation.unpriced_seconds > 0:
             raise ExportError(_unpriced_message(unpriced_gpus(conn, prices, since, until)))
 
+    if not allocation.lines and not allow_empty:
+        raise ExportError(
+            f"no usage in {iso(since)} to {iso(until)}; nothing to export (check the window "
+            "and that agents report, or pass --allow-empty to write a file without rows)"
+        )
     rows = focus_rows(allocation.lines, settings, since, until, BUCKET_SECONDS[granularity])
     written = write_rows(rows, path, fmt)
     total = sum((row["BilledCost"] for row in rows), Decimal(0))

@@ -135,7 +135,11 @@ def _row(
     else:
         unit_price = _fixed(0.0, "ListUnitPrice")
     tokens = line.input_tokens + line.output_tokens
-    per_mtok = _fixed(line.cost_usd / tokens * 1e6, "x_UsdPerMillionTokens") if tokens else None
+    # Tokens on GPUs nobody knows carry no cost: a price per token that counted them would be low.
+    priced_per_token = tokens and not line.unmapped_tokens > 0
+    per_mtok = (
+        _fixed(line.cost_usd / tokens * 1e6, "x_UsdPerMillionTokens") if priced_per_token else None
+    )
     tags = {**line.tags, CENTRE_TAG: line.centre}
 
     return {

@@ -13,7 +13,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from wattledger.errors import WattledgerError
-from wattledger.timeutil import DAY_S, HOUR_S, day_start, week_start
+from wattledger.timeutil import (
+    DAY_S,
+    EARLIEST_S,
+    HOUR_S,
+    LATEST_S,
+    RANGE_TEXT,
+    day_start,
+    week_start,
+)
 
 PERIOD_KINDS = ("hour", "day", "week", "month")
 GRANULARITIES = ("hour", "day")
@@ -99,23 +107,32 @@ def parse_period(text: str) -> Period:
     """A period as people write it: 2026-11, 2026-W45, 2026-11-05 or 2026-11-05T14."""
     text = text.strip()
     try:
-        if match := _MONTH.match(text):
-            return containing("month", _stamp(int(match[1]), int(match[2]), 1))
-        if match := _DAY.match(text):
-            return containing("day", _stamp(int(match[1]), int(match[2]), int(match[3])))
-        if match := _HOUR.match(text):
-            day = _stamp(int(match[1]), int(match[2]), int(match[3]))
-            hour = int(match[4])
-            if hour > 23:
-                raise ValueError(f"hour {hour}")
-            return containing("hour", day + hour * HOUR_S)
-        if match := _WEEK.match(text):
-            monday = datetime.fromisocalendar(int(match[1]), int(match[2]), 1).replace(tzinfo=UTC)
-            return containing("week", int(monday.timestamp()))
-    except ValueError:
+        period = _parse(text)
+    except (ValueError, OverflowError):
         raise PeriodError(
             f"{text!r} is not a real date; check the month, day, week or hour"
         ) from None
+    if period.start < EARLIEST_S or period.end > LATEST_S:
+        raise PeriodError(
+            f"{text!r} is outside the times wattledger keeps ({RANGE_TEXT}); give a period in range"
+        )
+    return period
+
+
+def _parse(text: str) -> Period:
+    if match := _MONTH.match(text):
+        return containing("month", _stamp(int(match[1]), int(match[2]), 1))
+    if match := _DAY.match(text):
+        return containing("day", _stamp(int(match[1]), int(match[2]), int(match[3])))
+    if match := _HOUR.match(text):
+        day = _stamp(int(match[1]), int(match[2]), int(match[3]))
+        hour = int(match[4])
+        if hour > 23:
+            raise ValueError(f"hour {hour}")
+        return containing("hour", day + hour * HOUR_S)
+    if match := _WEEK.match(text):
+        monday = datetime.fromisocalendar(int(match[1]), int(match[2]), 1).replace(tzinfo=UTC)
+        return containing("week", int(monday.timestamp()))
     raise PeriodError(
         f"cannot read {text!r} as a period; use a month (2026-11), an ISO week (2026-W45), "
         "a day (2026-11-05) or an hour (2026-11-05T14)"

@@ -173,6 +173,11 @@ def _export(item: Any, i: int, chargeback: ChargebackSettings, where: str) -> Sc
             f"{where}: {key}.format is {fmt!r}; "
             "use csv or parquet (or end the path in .csv or .parquet)"
         )
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if suffix and "{" not in suffix and suffix != fmt:
+        raise ConfigError(
+            f"{where}: {key}.path ends in .{suffix} but the format is {fmt}; end the path in .{fmt}"
+        )
     _check_path(path, name, f"{where}: {key}.path")
 
     catch_up = item.get("catch_up", 31)

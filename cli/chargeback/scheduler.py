@@ -110,6 +110,9 @@ class ExportRunner:
                 fmt=job.fmt,
                 granularity=job.granularity,
                 now=now,
+                # A scheduled series keeps one file per period, even a period without usage, so
+                # the export is not retried at every tick for a period that will stay empty.
+                allow_empty=True,
             )
         except WattledgerError as exc:
             logger.error("%s %s: export failed: %s", job.name, period.label, exc)
@@ -128,6 +131,13 @@ class ExportRunner:
             rows=result.rows,
             now_ns=self._now_ns(),
         )
+        if not result.rows:
+            logger.warning(
+                "%s %s: no usage in this period; wrote %s without rows",
+                job.name,
+                period.label,
+                result.path,
+            )
         logger.info(
             "%s %s: %d rows, %s USD, written to %s",
             job.name,

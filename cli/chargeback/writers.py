@@ -34,6 +34,12 @@ class ExportWriteError(WattledgerError):
     exit_code = 1
 
 
+class ExportFormatError(WattledgerError):
+    """The file name and the format asked for do not agree."""
+
+    exit_code = 2
+
+
 @dataclass(frozen=True)
 class WrittenFile:
     path: Path
@@ -42,11 +48,25 @@ class WrittenFile:
 
 
 def format_for(path: Path, explicit: str | None) -> str:
-    """The file format: the one asked for, else the one the extension names, else CSV."""
-    if explicit:
-        return explicit
+    """The file format: the one the name's extension says, which ``explicit`` must agree with.
+
+    A name without an extension takes ``explicit``, else CSV. A name whose extension is another
+    format (``.xlsx``), or that disagrees with ``explicit``, is refused: a finance tool opens a
+    file by its name, and a CSV called ``.xlsx`` or Parquet called ``.csv`` would not load.
+    """
     suffix = path.suffix.lower().lstrip(".")
-    return suffix if suffix in FORMATS else "csv"
+    if suffix in FORMATS:
+        if explicit and explicit != suffix:
+            raise ExportFormatError(
+                f"--out {path.name} is named .{suffix} but --format is {explicit}; "
+                f"name the file .{explicit}, or leave out --format"
+            )
+        return suffix
+    if suffix:
+        raise ExportFormatError(
+            f"--out {path.name}: .{suffix} is not an export format; name the file .csv or .parquet"
+        )
+    return explicit or "csv"
 
 
 def write_rows(rows: Sequence[dict], path: Path, fmt: str) -> WrittenFile:

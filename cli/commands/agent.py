@@ -16,7 +16,7 @@ from wattledger.agent.telemetry import AgentTelemetry, build_resource
 from wattledger.cli.app import App, pass_app
 from wattledger.cli.probe import discover_command, probe_command
 from wattledger.config import AgentConfig
-from wattledger.errors import ConfigError, DatabaseError
+from wattledger.errors import ConfigError, DatabaseError, WattledgerError
 
 logger = logging.getLogger(__name__)
 
@@ -104,17 +104,64 @@ def run_command(
 
     try:
         if once:
-            agent.tick()
-            click.echo(
-                f"exported once: {agent.exports_ok} ok, {agent.exports_failed} failed", err=True
-            )
+            _tick_once(agent, _target(settings, db_url, collector_url))
             return
-        _run_until_signalled(agent, settings, len(endpoints), monitor is not None)
+        gpus = "no GPUs" if monitor is None else "simulated GPUs" if fake_gpus else "GPUs via NVML"
+        target = _target(settings, db_url, collector_url)
+        _run_until_signalled(agent, settings, len(endpoints), gpus, target)
     finally:
         telemetry.shutdown()
         sink.close()
         if monitor is not None:
             monitor.close()
+
+
+def _tick_once(agent: Agent, target: str) -> None:
+    """One cycle; an export that did not reach its target ends the command with status 1."""
+    reasons = _LastProblem()
+    watched = logging.getLogger("wattledger.agent")
+    watched.addHandler(reasons)
+    try:
+        agent.tick()
+    finally:
+        watched.removeHandler(reasons)
+    click.echo(f"exported once: {agent.exports_ok} ok, {agent.exports_failed} failed", err=True)
+    if agent.exports_failed and not agent.exports_ok:
+        why = f": {reasons.message}" if reasons.message else ""
+        raise WattledgerError(f"the export to {target} failed{why}")
+
+
+class _LastProblem(logging.Handler):
+    """Keeps the last warning or error logged, as the one-line reason of a failed export."""
+
+    # Limitation: the reason is what wattledger's agent logged last in the cycle ("collector at
+    # URL did not take the batch"); the exporter's own cause (connection refused, a TLS error) is
+    # in the log lines above it, not in the one-line error.
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.message: str | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage().strip()
+        self.message = text.splitlines()[0] if text else self.message
+
+
+def _target(settings: AgentConfig, db_url: str | None, collector_url: str | None) -> str:
+    """Where the agent exports, for messages, with any database password hidden."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    collector = collector_url or settings.collector_url
+    if collector:
+        return collector
+    database = db_url or settings.db
+    if not database:
+        return "the sink"
+    try:
+        return make_url(database).render_as_string(hide_password=True)
+    except ArgumentError:
+        return database
 
 
 def _open_sink(app: App, settings: AgentConfig, db_url: str | None, collector_url: str | None):
@@ -150,10 +197,10 @@ def _open_sink(app: App, settings: AgentConfig, db_url: str | None, collector_ur
 
 def _single_node_store(app: App, db_url: str):
     """The agent's own database; an empty SQLite file is given the schema on first use."""
-    from wattledger.collector.db import has_tables, open_engine
+    from wattledger.collector.db import has_tables
     from wattledger.migrations import runner
 
-    engine = open_engine(db_url)
+    engine = app.engine(db_url, require_schema=False, create=True)
     if engine.dialect.name == "sqlite" and not has_tables(engine):
         logger.info("creating the wattledger schema in %s", db_url)
         runner.upgrade(engine)
@@ -218,7 +265,9 @@ class _FakeTimedMonitor:
         return getattr(self._monitor, name)
 
 
-def _run_until_signalled(agent: Agent, settings: AgentConfig, n_endpoints: int, gpus: bool) -> None:
+def _run_until_signalled(
+    agent: Agent, settings: AgentConfig, n_endpoints: int, gpus: str, target: str
+) -> None:
     stop = threading.Event()
 
     def _on_signal(signum, _frame):
@@ -228,11 +277,10 @@ def _run_until_signalled(agent: Agent, settings: AgentConfig, n_endpoints: int, 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     notifier = _notifier()
-    target = settings.collector_url or settings.db or "the configured sink"
     logger.info(
         "agent on node %s: %s, %d endpoint(s), exporting every %gs to %s",
         settings.node,
-        "GPUs via NVML" if gpus else "no GPUs",
+        gpus,
         n_endpoints,
         settings.export_interval_s,
         target,

@@ -15,7 +15,7 @@ from wattledger.collector import otlp
 from wattledger.collector.auth import TokenAuthenticator, list_tokens
 from wattledger.collector.db import describe
 from wattledger.collector.server import CollectorServer, open_access
-from wattledger.config import CollectorConfig
+from wattledger.config import CollectorConfig, parse_listen
 from wattledger.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -26,13 +26,6 @@ DEFAULT_MAX_SERIES_PER_NODE = 10_000
 @click.group("collector")
 def collector_group() -> None:
     """Run the collector that agents export to."""
-
-
-def parse_listen(listen: str) -> tuple[str, int]:
-    host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ConfigError(f"--listen {listen!r} must be HOST:PORT, e.g. 127.0.0.1:4318")
-    return host.strip("[]") or "0.0.0.0", int(port)
 
 
 def is_loopback(host: str) -> bool:
@@ -94,7 +87,7 @@ def serve_command(
           --db postgresql://wattledger@db/wattledger --tls-cert cert.pem --tls-key key.pem
     """
     settings = app.config.collector
-    address = parse_listen(listen or settings.listen)
+    address = parse_listen(listen, "--listen") if listen else parse_listen(settings.listen)
     _refuse_open_remote(address[0], no_auth, settings)
     tls = _tls_context(tls_cert or settings.tls_cert, tls_key or settings.tls_key)
     engine = app.engine(db_url or settings.db)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import click
+from alembic.util import CommandError
 
 from wattledger.cli.app import App, db_option, pass_app
-from wattledger.collector.db import check_reachable, describe, open_engine
+from wattledger.collector.db import check_reachable, describe
+from wattledger.errors import ConfigError, DatabaseError
 
 
 @click.group("db")
@@ -26,10 +28,19 @@ def upgrade_command(app: App, db_url: str | None, revision: str) -> None:
     """
     from wattledger.migrations import runner
 
-    engine = open_engine(app.db_url(db_url))
+    known = runner.all_revisions()
+    if revision != "head" and revision not in known:
+        raise ConfigError(
+            f"--revision {revision!r} is not a schema revision of this wattledger; "
+            f"use head or one of {', '.join(known)}"
+        )
+    engine = app.engine(db_url, require_schema=False, create=True)
     check_reachable(engine)
     before = runner.current_revision(engine)
-    runner.upgrade(engine, revision)
+    try:
+        runner.upgrade(engine, revision)
+    except CommandError as exc:
+        raise DatabaseError(f"cannot upgrade {describe(engine)}: {exc}") from None
     after = runner.current_revision(engine)
     if before == after:
         click.echo(f"{describe(engine)} is already at schema {after}")
@@ -44,7 +55,7 @@ def status_command(app: App, db_url: str | None) -> None:
     """Show the schema revision of the database and the one this wattledger needs."""
     from wattledger.migrations import runner
 
-    engine = open_engine(app.db_url(db_url))
+    engine = app.engine(db_url, require_schema=False)
     check_reachable(engine)
     current, head = runner.current_revision(engine), runner.head_revision()
     state = "current" if current == head else "behind: run wattledger db upgrade"

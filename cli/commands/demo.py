@@ -6,14 +6,16 @@ import logging
 import time
 
 import click
-from rich.console import Console
 
+from wattledger.cli.app import FiniteRange
 from wattledger.cli.demo import present
 from wattledger.cli.demo.figures import PUE, TIERS, USD_PER_KWH, figures_table
 from wattledger.cli.demo.fleet import FLEET
 from wattledger.cli.demo.session import build
 from wattledger.cli.demo.simulation import SITE, Window
 from wattledger.cli.demo.store import DEFAULT_PATH, check_target, demo_path, demo_prices
+from wattledger.cli.output import make_console
+from wattledger.cli.reports.prices import LIMITS
 from wattledger.timeutil import DAY_S, day_start
 
 logger = logging.getLogger(__name__)
@@ -56,14 +58,14 @@ EXPORT_EVERY_STEPS = 2
 )
 @click.option(
     "--usd-per-kwh",
-    type=click.FloatRange(min=0),
+    type=FiniteRange(0.0, LIMITS["usd_per_kwh"]),
     default=USD_PER_KWH.value,
     show_default=True,
     help="Electricity price of the simulated site (0 leaves energy out).",
 )
 @click.option(
     "--pue",
-    type=click.FloatRange(min=1.0),
+    type=FiniteRange(1.0, LIMITS["pue"]),
     default=PUE.value,
     show_default=True,
     help="Power usage effectiveness of the simulated site.",
@@ -96,7 +98,7 @@ def demo_command(
     window = Window(day_start(int(time.time())) - DAY_S, hours, step_s, EXPORT_EVERY_STEPS)
     prices = demo_prices(price_tier, usd_per_kwh, pue, SITE, window.since_s)
 
-    console = Console()
+    console = make_console()
     present.banner(console, window, path)
     present.fleet_table(console, FLEET)
     with present.progress_bar(console, window, hidden=quiet) as advance:

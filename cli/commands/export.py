@@ -35,7 +35,10 @@ def export_group() -> None:
     help="Length of one charge period in the file. Default: chargeback.granularity, else day.",
 )
 @click.option(
-    "--format", "fmt", type=click.Choice(FORMATS), help="Default: from --out's extension, else csv."
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    help="Default: from --out's extension (.csv or .parquet); a name without one is csv.",
 )
 @click.option(
     "--out",
@@ -49,6 +52,11 @@ def export_group() -> None:
     is_flag=True,
     help="Export a period that has not ended yet (its figures will change).",
 )
+@click.option(
+    "--allow-empty",
+    is_flag=True,
+    help="Write a file without rows when the window has no usage (refused by default).",
+)
 @db_option
 @pass_app
 def chargeback_command(
@@ -60,14 +68,15 @@ def chargeback_command(
     fmt: str | None,
     out: Path,
     allow_open: bool,
+    allow_empty: bool,
     db_url: str | None,
 ) -> None:
     """Inference cost per cost centre, model and period as a FOCUS 1.2 file.
 
     Cost centres come from the [chargeback] rules of the config file; idle GPU time is kept
     apart, charged to one centre, or shared out, as [chargeback] idle says. The file's total
-    equals 'wattledger report cost' for the same window, and rerunning the export gives the
-    same bytes.
+    equals 'wattledger report cost' for the same window to the cent, and rerunning the export
+    gives the same bytes. The format follows --out's extension (.csv or .parquet).
 
     \b
     Examples:
@@ -78,6 +87,7 @@ def chargeback_command(
     config = app.config
     settings = parse_chargeback(config.chargeback, str(config.source or "config"))
     since, until = _window(period, since, until)
+    fmt = format_for(out, fmt)
     engine = app.engine(db_url)
 
     result = export_chargeback(
@@ -86,10 +96,11 @@ def chargeback_command(
         since,
         until,
         path=out,
-        fmt=format_for(out, fmt),
+        fmt=fmt,
         granularity=granularity or settings.granularity,
         now=int(time.time()),
         allow_open=allow_open,
+        allow_empty=allow_empty,
     )
     click.echo(
         f"wrote {result.rows} rows ({result.fmt}, {result.total_usd:.2f} USD, "

@@ -14,10 +14,14 @@ from wattledger.cli.reports.prices import (
     SCOPE_SKU,
     PriceEntry,
     PriceError,
+    describe_price,
     list_prices,
+    replaced_by,
     set_prices,
+    sku_hint,
+    validate,
 )
-from wattledger.timeutil import iso, parse_time
+from wattledger.timeutil import iso
 
 
 @click.group("price")
@@ -26,7 +30,11 @@ def price_group() -> None:
 
 
 @price_group.command("set")
-@click.option("--sku", help="GPU SKU the price is for: H100, H200, B200, GB200, B300, GB300, ...")
+@click.option(
+    "--sku",
+    help="GPU SKU the price is for: H100, H200, B200, GB200, B300, GB300, ... Stored as the agent "
+    "spells it, in upper case: h100 and 'nvidia h100' are H100.",
+)
 @click.option(
     "--site", help="Site the electricity price is for ('default' covers sites without their own)."
 )
@@ -65,6 +73,10 @@ def set_command(
 ) -> None:
     """Record a price in force from --from until the next price for the same SKU or site.
 
+    A price for the same SKU or site and the same --from replaces the earlier one, and says so.
+    Every figure must be a finite number, not negative, and below a ceiling no real price
+    reaches (1e6 USD per GPU-hour, 1e10 USD capex, 100 years, 1,000 USD per kWh, PUE 10).
+
     \b
     Examples:
       wattledger price set --sku H100 --usd-per-gpu-hour 2.00 --from 2026-11-01
@@ -74,19 +86,34 @@ def set_command(
     if bool(sku) == bool(site):
         raise PriceError("give exactly one of --sku (GPU-hour price) or --site (electricity price)")
     scope, key = (SCOPE_SKU, sku) if sku else (SCOPE_SITE, site)
-    entry = PriceEntry(
-        scope,
-        key,
-        effective_from,
-        usd_per_gpu_hour=usd_per_gpu_hour,
-        capex_usd=capex_usd,
-        amortization_years=amortization_years,
-        usd_per_kwh=usd_per_kwh,
-        pue=pue,
-        note=note,
+    entry = validate(
+        PriceEntry(
+            scope,
+            key,
+            effective_from,
+            usd_per_gpu_hour=usd_per_gpu_hour,
+            capex_usd=capex_usd,
+            amortization_years=amortization_years,
+            usd_per_kwh=usd_per_kwh,
+            pue=pue,
+            note=note,
+        )
     )
-    set_prices(app.engine(db_url), [entry])
-    click.echo(f"price for {scope} {key} set from {iso(effective_from)}")
+    engine = app.engine(db_url)
+    earlier = replaced_by(engine, [entry])
+    set_prices(engine, [entry])
+    hint = sku_hint(key) if scope == SCOPE_SKU else None
+    if hint:
+        click.echo(
+            f"note: the agent reports a GPU named {key!r} as SKU {hint}; prices apply by SKU, "
+            f"so this one may match no GPU: use --sku {hint}",
+            err=True,
+        )
+    spelled = f" ({key!r} is stored as the SKU {entry.key})" if entry.key != key else ""
+    message = f"price for {scope} {entry.key} set from {iso(effective_from)}{spelled}"
+    if earlier:
+        message += f"; replaced the earlier price from then (was {describe_price(earlier[0])})"
+    click.echo(message)
 
 
 @price_group.command("list")
@@ -137,6 +164,7 @@ def list_command(app: App, fmt: str, db_url) -> None:
 @click.option(
     "--from",
     "effective_from",
+    type=TIME,
     default="2000-01-01",
     show_default=True,
     help="With --example: when the example prices take effect.",
@@ -144,7 +172,7 @@ def list_command(app: App, fmt: str, db_url) -> None:
 @db_option
 @pass_app
 def import_command(
-    app: App, path: Path | None, tier: str | None, effective_from: str, db_url
+    app: App, path: Path | None, tier: str | None, effective_from: int, db_url
 ) -> None:
     """Import prices from a TOML or CSV file, or one tier of the example catalogue.
 
@@ -154,13 +182,18 @@ def import_command(
     CSV:   scope,key,effective_from,usd_per_gpu_hour,capex_usd,amortization_years,
            usd_per_kwh,pue,currency,note
     Example catalogue: see 'wattledger price examples'; nothing from it applies unless imported.
+    SKUs are stored as the agent spells them (h100 becomes H100); an entry with the same SKU or
+    site and start as a stored one replaces it, and the command says how many it replaced.
     """
     if bool(path) == bool(tier):
         raise PriceError("give a price file, or --example TIER, but not both")
-    entries = read_price_file(path) if path else example_entries(tier, parse_time(effective_from))
-    count = set_prices(app.engine(db_url), entries)
+    entries = read_price_file(path) if path else example_entries(tier, effective_from)
+    engine = app.engine(db_url)
+    earlier = replaced_by(engine, entries)
+    count = set_prices(engine, entries)
     source = path if path else f"example tier {tier!r} (published figures, not your contract)"
-    click.echo(f"imported {count} price entries from {source}")
+    replaced = f"; {len(earlier)} replaced earlier entries with the same start" if earlier else ""
+    click.echo(f"imported {count} price entries from {source}{replaced}")
 
 
 @price_group.command("examples")

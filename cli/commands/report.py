@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from pathlib import Path
 
 import click
 from rich.progress import BarColumn, Progress, TextColumn
@@ -11,9 +13,9 @@ from wattledger.cli.app import TIME, App, db_option, pass_app
 from wattledger.cli.output import Column, emit, fixed, format_option
 from wattledger.cli.reports.compare import ALONG, compare_report
 from wattledger.cli.reports.cost import IDLE_MODES, cost_report
-from wattledger.cli.reports.report import Report, is_unpriced
-from wattledger.cli.reports.rounding import for_display
+from wattledger.cli.reports.report import Report
 from wattledger.cli.reports.split import split_report
+from wattledger.cli.reports.table_view import money_or_unpriced, table_view
 from wattledger.cli.reports.trend import PERIODS, trend_report
 from wattledger.cli.reports.usage_query import DIMENSIONS
 from wattledger.collector.usage import pending_hours, refresh
@@ -60,7 +62,7 @@ def by_option(default: str) -> Callable:
             raise click.BadParameter(
                 f"choose one or more of {', '.join(DIMENSIONS)}, comma-separated"
             )
-        return names
+        return list(dict.fromkeys(names))  # a dimension named twice groups once
 
     return click.option(
         "--by",
@@ -72,15 +74,17 @@ def by_option(default: str) -> Callable:
 
 
 def where_option(func: Callable) -> Callable:
-    def parse(_ctx, _param, values: tuple[str, ...]) -> dict[str, str]:
-        where = {}
+    def parse(_ctx, _param, values: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+        where: dict[str, tuple[str, ...]] = {}
         for value in values:
             name, sep, wanted = value.partition("=")
-            if not sep or name.strip() not in DIMENSIONS:
+            name, wanted = name.strip(), wanted.strip()
+            if not sep or name not in DIMENSIONS:
                 raise click.BadParameter(
                     f"{value!r}: use DIMENSION=VALUE with one of {', '.join(DIMENSIONS)}"
                 )
-            where[name.strip()] = wanted.strip()
+            if wanted not in where.get(name, ()):
+                where[name] = (*where.get(name, ()), wanted)
         return where
 
     return click.option(
@@ -88,7 +92,10 @@ def where_option(func: Callable) -> Callable:
         multiple=True,
         callback=parse,
         metavar="DIM=VALUE",
-        help="Keep only usage where a dimension has this value (repeatable), e.g. model=llama-70b.",
+        help="Keep only usage where a dimension has this value. Repeatable: values of one "
+        "dimension are alternatives (--where model=a --where model=b keeps both models); "
+        "different dimensions must all hold (--where model=a --where node=n1 keeps model a on "
+        "node n1).",
     )(func)
 
 
@@ -103,9 +110,38 @@ def idle_option(func: Callable) -> Callable:
     )(func)
 
 
+PLOT_SUFFIXES = (".png", ".svg", ".pdf")
+
+
+class PlotPath(click.ParamType):
+    """A picture file to write: .png, .svg or .pdf, in a folder that exists and is writable."""
+
+    name = "FILE"
+
+    def convert(self, value, param, ctx):
+        path = Path(value).expanduser()
+        if path.suffix.lower() not in PLOT_SUFFIXES:
+            self.fail(
+                f"{value!r} must end in .png, .svg or .pdf (the picture's format), "
+                f"e.g. {path.with_suffix('.png').name}",
+                param,
+                ctx,
+            )
+        folder = path.parent
+        if path.is_dir():
+            self.fail(f"{value!r} is a directory; give a file name", param, ctx)
+        if not folder.is_dir():
+            self.fail(f"the folder {str(folder)!r} does not exist; create it first", param, ctx)
+        if not os.access(folder, os.W_OK):
+            self.fail(f"cannot write in the folder {str(folder)!r}; pick another", param, ctx)
+        return str(path)
+
+
 def plot_option(what: str) -> Callable:
     return click.option(
-        "--plot", type=click.Path(dir_okay=False), help=f"Also draw {what} to this PNG file."
+        "--plot",
+        type=PlotPath(),
+        help=f"Also draw {what} to this file (.png, .svg or .pdf).",
     )
 
 
@@ -136,18 +172,6 @@ def prepare(app: App, db_url: str | None, fmt: str, since: int, until: int):
     return engine, floor_hour(since), ceil_hour(until)
 
 
-def money_or_unpriced(places: int) -> Callable:
-    """A number; a row with unpriced GPU time shows 'unpriced' instead of a cost per token."""
-    number = fixed(places)
-    return lambda value: value if isinstance(value, str) else number(value)
-
-
-def mark_unpriced(rows: list[dict], keys: tuple[str, ...]) -> None:
-    for row in rows:
-        if is_unpriced(row):
-            row.update({key: "unpriced" for key in keys})
-
-
 def show(
     report: Report,
     columns: list[Column],
@@ -161,8 +185,7 @@ def show(
     if not rows:
         report.notes.append(NO_USAGE)
     if fmt == "table":
-        rows, total = for_display(rows, total, places)
-        mark_unpriced(rows + [total], unpriced_keys)
+        rows, total, columns = table_view(rows, total, columns, places, unpriced_keys)
     emit(rows, columns, fmt, title=title, total=total, footer=report.notes)
 
 
@@ -176,15 +199,17 @@ def key_columns(by: list[str]) -> list[Column]:
 
 # --- report cost ------------------------------------------------------------------------------
 
+# Headings are short so that the main table (by architecture and model) fits 120 columns; the
+# table's title says the amounts are USD.
 COST_COLUMNS_LEAD = [
     Column("gpu_hours", "GPU-h", fixed(2)),
     Column("energy_kwh", "kWh", fixed(2)),
-    Column("input_tokens", "Input tok", fixed(0)),
-    Column("output_tokens", "Output tok", fixed(0)),
-    Column("cost_usd", "Cost USD", fixed(2)),
-    Column("idle_usd", "Idle USD", fixed(2)),
+    Column("input_tokens", "Tok in", fixed(0)),
+    Column("output_tokens", "Tok out", fixed(0)),
+    Column("cost_usd", "Cost", fixed(2)),
+    Column("idle_usd", "Idle", fixed(2)),
     Column("usd_per_mtok", "USD/Mtok", money_or_unpriced(4)),
-    Column("j_per_token", "J/token", fixed(3)),
+    Column("j_per_token", "J/tok", fixed(3)),
 ]
 COST_COLUMNS_DATA = [
     Column("cached_tokens", "Cached tok", fixed(0)),
@@ -194,6 +219,7 @@ COST_COLUMNS_DATA = [
     Column("total_usd", "Total USD", fixed(2)),
     Column("utilization", "Util", fixed(3)),
     Column("unpriced_gpu_hours", "Unpriced GPU-h", fixed(2)),
+    Column("unmapped_tokens", "Unmapped tok", fixed(0)),
 ]
 COST_PLACES = {
     "gpu_hours": 2,
@@ -285,6 +311,8 @@ SPLIT_DATA = [
     Column("phase_time_share", "Phase time share"),
     Column("default_ratio_share", "Default ratio share"),
     Column("unpriced_gpu_hours", "Unpriced GPU-h"),
+    Column("unmapped_input_tokens", "Unmapped input tok"),
+    Column("unmapped_output_tokens", "Unmapped output tok"),
 ]
 SPLIT_PLACES = {
     "prefill_gpu_hours": 2,
@@ -375,15 +403,20 @@ COMPARE_SIDE = [
     ("watts", "W", 0),
     ("j_per_token", "J/token", 4),
 ]
+# Each factor is A's cost per token over B's; the headings say which way each figure is taken,
+# so that a throughput factor of 44x (B over A) reads with the side table's 0.0225x (A over B).
 COMPARE_WHY = [
-    Column("ratio", "Ratio A/B", fixed(4)),
-    Column("factor_price", "= Price", fixed(4)),
-    Column("factor_energy", "x Energy", fixed(4)),
-    Column("factor_gpu_hour_cost", "x GPU-h cost", fixed(4)),
-    Column("factor_throughput", "x Throughput", fixed(4)),
-    Column("factor_serving_share", "x Serving share", fixed(4)),
-    Column("factor_product", "Product", fixed(4)),
+    Column("ratio", "USD/Mtok A/B", fixed(4)),
+    Column("factor_gpu_hour_cost", "= GPU-h cost A/B", fixed(4)),
+    Column("factor_throughput", "x Throughput B/A", fixed(4)),
+    Column("factor_serving_share", "x Serving share B/A", fixed(4)),
+    Column("factor_price", "GPU-h price A/B", fixed(4)),
+    Column("factor_energy", "x Energy factor", fixed(4)),
 ]
+COMPARE_WHY_TITLE = (
+    "Why: USD/Mtok A/B = GPU-hour cost A/B x throughput B/A x serving share B/A; "
+    "GPU-hour cost = price x energy factor"
+)
 
 
 @report_group.command("compare")
@@ -420,8 +453,9 @@ def compare_command(
 
     For each side: USD per million tokens (idle included), tokens per GPU-second while serving,
     share of time serving, utilisation, USD per GPU-hour, watts and joules per token. The ratio
-    of cost per token is decomposed into factors that multiply back to it exactly:
-    price x energy x throughput x serving share.
+    of cost per token (A over B) is decomposed into factors that multiply back to it exactly:
+    GPU-hour cost A/B (price x energy) x throughput B/A x serving share B/A. Throughput and
+    serving share are taken B over A: the side that serves more makes the other one dearer.
 
     \b
     Examples:
@@ -454,7 +488,7 @@ def compare_command(
             report.rows + [report.total],
             key_columns(by) + COMPARE_WHY,
             fmt,
-            title="Why: cost per token, A over B, and its factors",
+            title=COMPARE_WHY_TITLE,
             footer=report.notes,
         )
     if plot:
@@ -522,10 +556,10 @@ def _compare_side_rows(report: Report, by: list[str]) -> list[dict]:
 
 TREND_TABLE = [
     Column("gpu_hours", "GPU-h", fixed(2)),
-    Column("input_tokens", "Input tok", fixed(0)),
-    Column("output_tokens", "Output tok", fixed(0)),
-    Column("cost_usd", "Cost USD", fixed(2)),
-    Column("idle_usd", "Idle USD", fixed(2)),
+    Column("input_tokens", "Tok in", fixed(0)),
+    Column("output_tokens", "Tok out", fixed(0)),
+    Column("cost_usd", "Cost", fixed(2)),
+    Column("idle_usd", "Idle", fixed(2)),
     Column("usd_per_mtok", "USD/Mtok", money_or_unpriced(4)),
     Column("change", "Change", lambda v: "-" if v is None else f"{v:+.1%}"),
 ]

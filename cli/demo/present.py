@@ -12,7 +12,7 @@ from rich.panel import Panel
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from wattledger.cli.commands.report import COST_COLUMNS_LEAD
+from wattledger.cli.commands.report import COST_COLUMNS_LEAD, COST_PLACES
 from wattledger.cli.demo.figures import TCO_NOTE, TIER_NAMES, Figure
 from wattledger.cli.demo.fleet import DAY_CURVE_PCT, DAY_CURVE_SOURCE, Node
 from wattledger.cli.demo.session import REPORT_BY, Outcome
@@ -20,6 +20,7 @@ from wattledger.cli.demo.simulation import SITE, Window
 from wattledger.cli.demo.store import url_of
 from wattledger.cli.output import Column, emit
 from wattledger.cli.reports.prices import SCOPE_SKU, PriceEntry
+from wattledger.cli.reports.table_view import table_view
 from wattledger.timeutil import iso
 
 logger = logging.getLogger(__name__)
@@ -147,12 +148,15 @@ def cost_table(console: Console, outcome: Outcome) -> None:
     report = outcome.report
     columns = [Column(name, name.capitalize(), justify="left") for name in REPORT_BY]
     columns += COST_COLUMNS_LEAD
+    rows, total, columns = table_view(
+        report.rows, report.total, columns, COST_PLACES, ("usd_per_mtok",)
+    )
     emit(
-        report.rows,
+        rows,
         columns,
         "table",
-        title="Cost per million tokens by architecture and model (simulated fleet)",
-        total=report.total,
+        title="Cost per million tokens (USD) by architecture and model (simulated fleet)",
+        total=total,
         footer=report.notes,
         console=console,
     )

@@ -10,9 +10,12 @@ GPU-hour, ``E`` the energy cost per GPU-hour, ``thr`` tokens per GPU-second whil
     (P_A / P_B) * [(1 + E_A / P_A) / (1 + E_B / P_B)] * (thr_B / thr_A) * (S_B / S_A)
 
 = price x energy x throughput x serving share, which tells an analyst why one side is cheaper
-on their own traffic. Where a GPU-hour price is zero the first two factors are reported as one
-(the GPU-hour cost including energy); where a side is unpriced or served no tokens there is no
-ratio, and a note says why.
+on their own traffic. The first two together are the GPU-hour cost factor (energy included),
+``(P_A + E_A) / (P_B + E_B)``, always given; where a GPU-hour price is zero it is the only one.
+Each factor reads as A's cost per token over B's, so a throughput factor is B's throughput over
+A's: a side that serves more tokens per GPU-second makes the other side dearer. Where a side is
+unpriced, holds unmapped tokens or served no tokens there is no ratio, and a note says why.
+The notes say in words which factor drives the ratio and which ones offset it.
 """
 
 from __future__ import annotations
@@ -22,11 +25,13 @@ from collections.abc import Mapping, Sequence
 
 from sqlalchemy import Engine
 
+from wattledger.cli.reports.cost import problems, unmapped_tokens
 from wattledger.cli.reports.prices import PriceBook
 from wattledger.cli.reports.report import (
     UNPRICED_EPSILON_H,
     Report,
     check_window,
+    unmapped_notes,
     unpriced_notes,
     window_note,
 )
@@ -35,7 +40,6 @@ from wattledger.cli.reports.usage_query import (
     ReportError,
     aggregate,
     check_dimensions,
-    unpriced_gpus,
 )
 
 ALONG = ("architecture", "engine", "engine_version", "sku", "node")
@@ -51,6 +55,7 @@ SIDE_FIELDS = (
     "j_per_token",
     "gpu_hours",
     "tokens",
+    "unmapped_tokens",
 )
 COMPARE_MEASURES = ("input_tokens", "output_tokens", "util_busy_seconds", "util_known_seconds")
 FACTORS = (
@@ -71,7 +76,7 @@ def compare_report(
     a: str | None = None,
     b: str | None = None,
     by: Sequence[str] = ("model",),
-    where: Mapping[str, str] | None = None,
+    where: Mapping[str, str | Sequence[str]] | None = None,
 ) -> Report:
     if along not in ALONG:
         raise ReportError(f"cannot compare along {along!r}; choose from {', '.join(ALONG)}")
@@ -91,9 +96,7 @@ def compare_report(
             {g.key[0] for g in groups if g.sums["gpu_seconds"] > 0 or _tokens(g.sums) > 0}
         )
         a, b = _pick_pair(along, a, b, present)
-        unpriced = []
-        if any(g.sums["unpriced_seconds"] > 0 for g in groups):
-            unpriced = unpriced_gpus(conn, prices, since, until)
+        unpriced, unmapped = problems(conn, prices, since, until, groups, where)
 
     sums = {a: {}, b: {}}
     for group in groups:
@@ -103,7 +106,9 @@ def compare_report(
     notes = [
         window_note(since, until),
         f"Comparing {along} {a!r} (A) with {b!r} (B). Cost per token includes idle GPU time; "
-        "ratio = A / B = price x energy x throughput x serving share.",
+        "cost per token A/B = GPU-hour cost A/B (price x energy) x throughput B/A x serving "
+        "share B/A: a side that serves more tokens per GPU-second, or serves a larger share of "
+        "its time, makes the other side dearer.",
     ]
     rows = []
     for key in sorted(set(sums[a]) | set(sums[b])):
@@ -119,6 +124,7 @@ def compare_report(
     notes += _row_notes("all models" if by == ["model"] else "all", total)
     notes += _unassigned_notes(by, a, b, sums)
     notes += unpriced_notes(unpriced, no_prices=prices.empty)
+    notes += unmapped_notes(unmapped)
     return Report(rows, total, notes, unpriced)
 
 
@@ -162,10 +168,14 @@ def side_figures(sums: Mapping[str, float] | None) -> dict:
     gpu_s, serving_s, tokens = sums["gpu_seconds"], sums["serving_seconds"], _tokens(sums)
     gpu_h = gpu_s / 3600.0
     unpriced = sums["unpriced_seconds"] / 3600.0 > UNPRICED_EPSILON_H
+    unmapped = unmapped_tokens(sums)
+    mapped = tokens - unmapped
     cost = sums["time_usd"] + sums["energy_usd"]
+    per_token = tokens and not unmapped
     return {
-        "usd_per_mtok": cost / tokens * 1e6 if tokens and not unpriced else None,
-        "tokens_per_gpu_s": tokens / serving_s if serving_s else None,
+        "usd_per_mtok": cost / tokens * 1e6 if per_token and not unpriced else None,
+        # Throughput counts the tokens whose GPUs are known, over those GPUs' serving time.
+        "tokens_per_gpu_s": mapped / serving_s if serving_s else None,
         "serving_share": serving_s / gpu_s if gpu_s else None,
         "utilization": sums["util_busy_seconds"] / sums["util_known_seconds"]
         if sums["util_known_seconds"]
@@ -173,9 +183,10 @@ def side_figures(sums: Mapping[str, float] | None) -> dict:
         "usd_per_gpu_hour": sums["time_usd"] / gpu_h if gpu_h and not unpriced else None,
         "energy_usd_per_gpu_hour": sums["energy_usd"] / gpu_h if gpu_h else None,
         "watts": sums["energy_j"] / gpu_s if gpu_s else None,
-        "j_per_token": sums["energy_j"] / tokens if tokens else None,
+        "j_per_token": sums["energy_j"] / tokens if per_token else None,
         "gpu_hours": gpu_h,
         "tokens": tokens,
+        "unmapped_tokens": unmapped,
         "unpriced": unpriced,
     }
 
@@ -209,6 +220,9 @@ def decompose(side_a: dict, side_b: dict, a: str = "A", b: str = "B") -> dict:
         if side["unpriced"]:
             out["why"] = f"{name} has unpriced GPU time"
             return out
+        if side["unmapped_tokens"]:
+            out["why"] = f"{name} has tokens from endpoints whose GPUs are not mapped"
+            return out
         if not side["tokens"] or not side["tokens_per_gpu_s"]:
             out["why"] = f"{name} served no tokens"
             return out
@@ -226,7 +240,8 @@ def decompose(side_a: dict, side_b: dict, a: str = "A", b: str = "B") -> dict:
     else:
         # A zero GPU-hour price leaves no price ratio; price and energy go as one factor.
         # B's cost per token is above zero, so B's GPU-hour costs something.
-        out["factor_gpu_hour_cost"] = hour_cost = (p_a + e_a) / (p_b + e_b)
+        hour_cost = (p_a + e_a) / (p_b + e_b)
+    out["factor_gpu_hour_cost"] = hour_cost
     out["factor_throughput"] = side_b["tokens_per_gpu_s"] / side_a["tokens_per_gpu_s"]
     out["factor_serving_share"] = side_b["serving_share"] / side_a["serving_share"]
     out["factor_product"] = hour_cost * out["factor_throughput"] * out["factor_serving_share"]
@@ -234,36 +249,61 @@ def decompose(side_a: dict, side_b: dict, a: str = "A", b: str = "B") -> dict:
 
 
 def _row_notes(label: str, row: dict) -> list[str]:
-    a, b = row["a"], row["b"]
     if row["ratio"] is None:
         return [f"{label}: no ratio, {row['why']}."]
-    if row["factor_price"] is not None:
-        parts = f"GPU-hour price {row['factor_price']:.3g}x, energy {row['factor_energy']:.3g}x"
-    else:
-        parts = f"GPU-hour cost incl. energy {row['factor_gpu_hour_cost']:.3g}x (a price is zero)"
-    return [
-        f"{label}: {a} costs {row['ratio']:.4g}x {b} per token = {parts}, throughput "
-        f"{row['factor_throughput']:.4g}x, serving share {row['factor_serving_share']:.3g}x"
-        f"{_largest_factor(row)}."
-    ]
+    return [f"{label}: {explain(row)}"]
 
 
-def _largest_factor(row: dict) -> str:
-    """Which factor moves the ratio most, by its share of the log of the ratio."""
-    ratio = row["ratio"]
-    if not ratio or math.isclose(ratio, 1.0, rel_tol=1e-3):
-        return ""
-    names = {
-        "factor_price": "price",
-        "factor_energy": "energy",
-        "factor_gpu_hour_cost": "GPU-hour cost",
-        "factor_throughput": "throughput",
-        "factor_serving_share": "serving share",
-    }
-    used = {name: row[key] for key, name in names.items() if row[key]}
-    name, value = max(used.items(), key=lambda item: abs(math.log(item[1])))
+# Factors within this of 1 make no difference worth a word.
+NEGLIGIBLE = 0.01
+
+
+def explain(row: dict) -> str:
+    """The ratio in words: which factor drives it, which others push the same way or offset it.
+
+    Every factor is A's cost per token over B's; above one it makes A dearer, below one B.
+    """
+    a, b, ratio = row["a"], row["b"], row["ratio"]
+    if math.isclose(ratio, 1.0, rel_tol=NEGLIGIBLE):
+        return f"{a} and {b} cost the same per token (within 1%)."
+    dear, cheap = (a, b) if ratio > 1 else (b, a)
+    head = f"{dear} costs {max(ratio, 1 / ratio):.3g}x {cheap} per token"
+
+    phrases = []  # (log of the factor toward the dearer side, phrase)
+    for key in ("factor_gpu_hour_cost", "factor_throughput", "factor_serving_share"):
+        factor = row[key]
+        if factor is None or math.isclose(factor, 1.0, rel_tol=NEGLIGIBLE):
+            continue
+        toward_dear = math.log(factor) if ratio > 1 else -math.log(factor)
+        phrases.append((toward_dear, _phrase(key, factor, a, b)))
+    drivers = sorted((p for p in phrases if p[0] > 0), reverse=True)
+    offsets = sorted(p for p in phrases if p[0] < 0)
+
+    sentence = head
+    if drivers:
+        sentence += f", mostly because {drivers[0][1]}"
+        if len(drivers) > 1:
+            sentence += ", and also because " + " and ".join(p for _, p in drivers[1:])
+    if offsets:
+        sentence += "; offsetting part of that, " + " and ".join(p for _, p in offsets)
+    return sentence + "."
+
+
+def _phrase(key: str, factor: float, a: str, b: str) -> str:
+    """What a factor says, in words, with the larger side first and a multiple above one."""
+    if key == "factor_gpu_hour_cost":
+        more, less = (a, b) if factor > 1 else (b, a)
+        return f"{more}'s GPU-hours cost {max(factor, 1 / factor):.3g}x {less}'s (energy included)"
+    if key == "factor_throughput":  # B's tokens per GPU-second over A's
+        more, less = (b, a) if factor > 1 else (a, b)
+        return (
+            f"{more} serves {max(factor, 1 / factor):.3g}x the tokens per GPU-second that "
+            f"{less} does"
+        )
+    more, less = (b, a) if factor > 1 else (a, b)  # B's serving share over A's
     return (
-        f"; on a log scale, {name} accounts for {math.log(value) / math.log(ratio):.0%} of the gap"
+        f"{more}'s GPUs spend {max(factor, 1 / factor):.3g}x the share of their time serving "
+        f"that {less}'s do"
     )
 
 

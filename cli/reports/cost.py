@@ -3,6 +3,13 @@
 Each row's cost is what its endpoints' GPUs cost while serving tokens; the rest of the GPUs' time
 is idle cost, kept apart or shared out (see ``idle``). The total line is the sum of the rows, and
 USD per million tokens is a row's cost divided by its input plus output tokens.
+
+A cost (or energy) per token is not given where it would mislead: for a row with unpriced GPU
+time (its cost is incomplete), and for a row holding *unmapped* tokens, served by an endpoint
+whose GPUs the agent could not name (they carry no GPU time, energy or cost, so counting them
+would make tokens look cheap). The total line follows the same rule: it shows no cost or energy
+per token while any row has unpriced time or unmapped tokens, and the notes say which GPUs and
+endpoints to fix.
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from sqlalchemy import Engine
+from sqlalchemy.engine import Connection
 
 from wattledger.cli.reports.idle import IDLE_MODES, idle_note, share_idle
 from wattledger.cli.reports.prices import PriceBook
@@ -18,8 +26,10 @@ from wattledger.cli.reports.report import (
     USD_PLACES,
     Report,
     check_window,
+    has_unmapped,
     is_unpriced,
     per_million,
+    unmapped_notes,
     unpriced_notes,
     window_note,
 )
@@ -28,6 +38,7 @@ from wattledger.cli.reports.usage_query import (
     ReportError,
     aggregate,
     check_dimensions,
+    unmapped_endpoints,
     unpriced_gpus,
 )
 
@@ -51,6 +62,7 @@ ADDITIVE = (
     "requests",
     "attributed_energy_j",
     "unpriced_gpu_hours",
+    "unmapped_tokens",
 )
 ADDITIVE_USD = ("serving_usd", "cost_usd", "idle_usd", "idle_shared_usd", "total_usd")
 
@@ -62,7 +74,7 @@ def cost_report(
     by: Sequence[str],
     *,
     idle: str = "none",
-    where: Mapping[str, str] | None = None,
+    where: Mapping[str, str | Sequence[str]] | None = None,
 ) -> Report:
     by = check_dimensions(by)
     check_idle_mode(idle)
@@ -71,14 +83,34 @@ def cost_report(
     prices = PriceBook.load(engine)
     with engine.connect() as conn:
         groups = aggregate(conn, prices, since, until, by, where=where, measures=COST_MEASURES)
-        unpriced = []
-        if any(group.sums["unpriced_seconds"] > 0 for group in groups):
-            unpriced = unpriced_gpus(conn, prices, since, until)
+        unpriced, unmapped = problems(conn, prices, since, until, groups, where)
 
     rows = cost_rows(by, sorted(groups, key=lambda grp: grp.key), idle)
     notes = [window_note(since, until), idle_note(idle)]
     notes += unpriced_notes(unpriced, no_prices=prices.empty)
+    notes += unmapped_notes(unmapped)
     return Report(rows, total_row(rows, by), notes, unpriced)
+
+
+def problems(
+    conn: Connection,
+    prices: PriceBook,
+    since: int,
+    until: int,
+    groups: Sequence[Group],
+    where: Mapping[str, str | Sequence[str]] | None,
+) -> tuple[list[dict], list[dict]]:
+    """The unpriced GPUs and the endpoints with unmapped tokens, looked up only when present."""
+    unpriced, unmapped = [], []
+    if any(group.sums["unpriced_seconds"] > 0 for group in groups):
+        unpriced = unpriced_gpus(conn, prices, since, until)
+    if any(unmapped_tokens(group.sums) > 0 for group in groups):
+        unmapped = unmapped_endpoints(conn, prices, since, until, where)
+    return unpriced, unmapped
+
+
+def unmapped_tokens(sums: Mapping[str, float]) -> float:
+    return sums["unmapped_input_tokens"] + sums["unmapped_output_tokens"]
 
 
 def check_idle_mode(idle: str) -> None:
@@ -113,6 +145,7 @@ def base_row(by: Sequence[str], group: Group) -> dict:
         attributed_energy_j=d["serving_energy_j"],
         idle_energy_j=max(0.0, d["energy_j"] - d["serving_energy_j"]),
         unpriced_gpu_hours=d["unpriced_seconds"] / 3600.0,
+        unmapped_tokens=unmapped_tokens(d),
         utilization=(d["util_busy_seconds"] / d["util_known_seconds"])
         if d["util_known_seconds"]
         else None,
@@ -125,9 +158,16 @@ def _finish(row: dict) -> None:
     for name in ("cost_usd", "idle_usd", "serving_usd", "idle_shared_usd"):
         row[name] = round(row[name], USD_PLACES)
     row["total_usd"] = round(row["cost_usd"] + row["idle_usd"], USD_PLACES)
-    # A row with unpriced GPU time has no cost per token: a partial figure would look cheap.
-    row["usd_per_mtok"] = None if is_unpriced(row) else per_million(row["cost_usd"], tokens)
-    row["j_per_token"] = row["attributed_energy_j"] / tokens if tokens else None
+    _per_token(row, tokens)
+
+
+def _per_token(row: dict, tokens: float) -> None:
+    """Cost and energy per token, unless unpriced time or unmapped tokens would make them low."""
+    unmapped = has_unmapped(row)
+    row["usd_per_mtok"] = (
+        None if is_unpriced(row) or unmapped else per_million(row["cost_usd"], tokens)
+    )
+    row["j_per_token"] = row["attributed_energy_j"] / tokens if tokens and not unmapped else None
 
 
 def total_row(rows: list[dict], by: Sequence[str]) -> dict:
@@ -137,9 +177,7 @@ def total_row(rows: list[dict], by: Sequence[str]) -> dict:
         total[name] = sum(row[name] for row in rows)
     for name in ADDITIVE_USD:
         total[name] = round(sum(row[name] for row in rows), USD_PLACES)
-    tokens = total["input_tokens"] + total["output_tokens"]
-    total["usd_per_mtok"] = None if is_unpriced(total) else per_million(total["cost_usd"], tokens)
-    total["j_per_token"] = total["attributed_energy_j"] / tokens if tokens else None
+    _per_token(total, total["input_tokens"] + total["output_tokens"])
     known = [
         (row["utilization"], row["gpu_hours"]) for row in rows if row["utilization"] is not None
     ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import tomllib
 from importlib import resources
 from pathlib import Path
@@ -43,7 +44,7 @@ def example_entries(tier: str, effective_from: int) -> list[PriceEntry]:
 
 def _from_toml(path: Path) -> list[PriceEntry]:
     try:
-        document = tomllib.loads(path.read_text())
+        document = tomllib.loads(_read_text(path))
     except tomllib.TOMLDecodeError as exc:
         raise PriceError(f"price file {path} is not valid TOML: {exc}") from None
     unknown = set(document) - {SCOPE_SKU, SCOPE_SITE}
@@ -54,26 +55,42 @@ def _from_toml(path: Path) -> list[PriceEntry]:
 
     entries = []
     for scope in (SCOPE_SKU, SCOPE_SITE):
-        for i, table in enumerate(document.get(scope, [])):
+        tables = document.get(scope, [])
+        if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+            raise PriceError(
+                f"price file {path}: {scope} must be tables written [[{scope}]], one per price, "
+                f'e.g. [[sku]] then sku = "H100" on the next line'
+            )
+        for i, table in enumerate(tables):
             where = f"{path} [[{scope}]] #{i + 1}"
             entries.append(_entry(scope, table.get(scope) or table.get("key"), table, where))
     return entries
 
 
 def _from_csv(path: Path) -> list[PriceEntry]:
-    with path.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        missing = {"scope", "key", "effective_from"} - set(reader.fieldnames or ())
-        if missing:
-            raise PriceError(f"price file {path} lacks the column(s) {', '.join(sorted(missing))}")
-        unknown = set(reader.fieldnames or ()) - set(CSV_COLUMNS)
-        if unknown:
-            raise PriceError(f"price file {path} has unknown column {sorted(unknown)[0]!r}")
-        entries = []
-        for line, row in enumerate(reader, start=2):
-            table = {k: v for k, v in row.items() if v not in (None, "")}
-            entries.append(_entry(row["scope"], row["key"], table, f"{path} line {line}"))
+    reader = csv.DictReader(io.StringIO(_read_text(path), newline=""))
+    missing = {"scope", "key", "effective_from"} - set(reader.fieldnames or ())
+    if missing:
+        raise PriceError(f"price file {path} lacks the column(s) {', '.join(sorted(missing))}")
+    unknown = set(reader.fieldnames or ()) - set(CSV_COLUMNS)
+    if unknown:
+        raise PriceError(f"price file {path} has unknown column {sorted(unknown)[0]!r}")
+    entries = []
+    for line, row in enumerate(reader, start=2):
+        table = {k: v for k, v in row.items() if v not in (None, "")}
+        entries.append(_entry(row["scope"], row["key"], table, f"{path} line {line}"))
     return entries
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise PriceError(
+            f"price file {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8"
+        ) from None
+    except OSError as exc:
+        raise PriceError(f"cannot read price file {path}: {exc.strerror or exc}") from None
 
 
 def _entry(scope: str, key, table: dict, where: str) -> PriceEntry:
@@ -90,10 +107,13 @@ def _entry(scope: str, key, table: dict, where: str) -> PriceEntry:
     numbers = {}
     for name in NUMBER_FIELDS:
         if name in table:
+            value = table[name]
             try:
-                numbers[name] = float(table[name])
+                if isinstance(value, bool):
+                    raise TypeError(value)
+                numbers[name] = float(value)
             except (TypeError, ValueError):
-                raise PriceError(f"{where}: {name} must be a number, not {table[name]!r}") from None
+                raise PriceError(f"{where}: {name} must be a number, not {value!r}") from None
     entry = PriceEntry(
         scope,
         str(key),
@@ -103,6 +123,6 @@ def _entry(scope: str, key, table: dict, where: str) -> PriceEntry:
         **numbers,
     )
     try:
-        return validate(entry)
+        return validate(entry, label=str)
     except PriceError as exc:
         raise PriceError(f"{where}: {exc}") from None

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import bisect
 import logging
+import math
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, select
@@ -57,16 +58,80 @@ class PriceEntry:
         return None
 
 
-def validate(entry: PriceEntry) -> PriceEntry:
-    """Check an entry and fill what follows from it; raises :class:`PriceError`."""
+# The largest value each price figure may take. They are far above any real price and keep sums
+# over years of a large fleet finite; a value beyond one is a typo (an extra digit, an exponent).
+LIMITS = {
+    "usd_per_gpu_hour": 1e6,
+    "capex_usd": 1e10,
+    "amortization_years": 100.0,
+    "usd_per_kwh": 1e3,
+    "pue": 10.0,
+}
+OPTION_NAMES = {"amortization_years": "years"}
+
+
+def canonical_sku(key: str) -> str:
+    """The SKU as the agent spells it when ``key`` names one in other case: ``h100`` is ``H100``.
+
+    A vendor prefix goes (``NVIDIA H100`` is ``H100``). Any other key is kept as given: a longer
+    name that holds a SKU (``NVIDIA H100 80GB HBM3``) is not silently cut down to it; see
+    :func:`sku_hint`.
+    """
+    from wattledger.agent.gpu.sku import normalise_sku
+
+    canonical = normalise_sku(key)
+    if canonical.upper() == _bare(key).upper():
+        return canonical
+    return key.strip()
+
+
+def sku_hint(key: str) -> str | None:
+    """The SKU the agent would report for a GPU named ``key``, when that differs from ``key``."""
+    from wattledger.agent.gpu.sku import UNKNOWN, normalise_sku
+
+    canonical = normalise_sku(key)
+    if canonical == UNKNOWN or canonical == canonical_sku(key):
+        return None
+    return canonical
+
+
+def _bare(key: str) -> str:
+    words = key.split()
+    if words and words[0].lower() in ("nvidia", "tesla"):
+        words = words[1:]
+    return " ".join(words)
+
+
+def option_name(field_name: str) -> str:
+    return "--" + OPTION_NAMES.get(field_name, field_name).replace("_", "-")
+
+
+def validate(entry: PriceEntry, *, label: Callable[[str], str] = option_name) -> PriceEntry:
+    """Check an entry and fill what follows from it; raises :class:`PriceError`.
+
+    A SKU entry's key is made the SKU's canonical spelling (see :func:`canonical_sku`).
+    ``label`` names a figure in messages (the command-line option by default).
+    """
     if entry.currency != "USD":
         raise PriceError(f"currency {entry.currency!r} is not supported yet; give prices in USD")
-    for name in ("usd_per_gpu_hour", "capex_usd", "amortization_years", "usd_per_kwh"):
+    if not entry.key or not entry.key.strip():
+        raise PriceError(f"give the {entry.scope} name")
+    for name, limit in LIMITS.items():
         value = getattr(entry, name)
-        if value is not None and value < 0:
-            raise PriceError(f"--{name.replace('_', '-')} must not be negative (got {value})")
+        if value is None:
+            continue
+        if not math.isfinite(value):
+            raise PriceError(f"{label(name)} must be a finite number (got {value})")
+        if value < 0:
+            raise PriceError(f"{label(name)} must not be negative (got {value:g})")
+        if value > limit:
+            raise PriceError(
+                f"{label(name)} {value:g} is beyond any real price (at most {limit:g}); "
+                "check for an extra digit"
+            )
 
     if entry.scope == SCOPE_SKU:
+        entry = PriceEntry(**{**entry.__dict__, "key": canonical_sku(entry.key)})
         if entry.usd_per_kwh is not None or entry.pue is not None:
             raise PriceError("electricity price and PUE belong to a site; use --site, not --sku")
         direct = entry.usd_per_gpu_hour is not None
@@ -137,6 +202,24 @@ def set_prices(engine: Engine, entries: Iterable[PriceEntry]) -> int:
             ),
         )
     return len(rows)
+
+
+def replaced_by(engine: Engine, entries: Iterable[PriceEntry]) -> list[PriceEntry]:
+    """The stored entries that ``entries`` would replace (same scope, key and start)."""
+    wanted = {(e.scope, e.key, e.effective_from) for e in (validate(e) for e in entries)}
+    return [e for e in list_prices(engine) if (e.scope, e.key, e.effective_from) in wanted]
+
+
+def describe_price(entry: PriceEntry) -> str:
+    """An entry's figures in a few words, e.g. ``2.5 USD/GPU-h`` or ``0.1 USD/kWh at PUE 1.2``."""
+    if entry.scope == SCOPE_SITE:
+        return f"{entry.usd_per_kwh:g} USD/kWh at PUE {entry.pue if entry.pue else 1.0:g}"
+    if entry.usd_per_gpu_hour is not None:
+        return f"{entry.usd_per_gpu_hour:g} USD/GPU-h"
+    return (
+        f"{entry.capex_usd:g} USD over {entry.amortization_years:g} years "
+        f"= {entry.gpu_hour_rate:.4g} USD/GPU-h"
+    )
 
 
 def list_prices(engine: Engine) -> list[PriceEntry]:

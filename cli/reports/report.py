@@ -1,8 +1,8 @@
 """What every report shares: its result shape, its window check, and the notes under it.
 
 A report is rows, a total line that is the sum of the rows, and notes that say how the numbers
-were made: the window, the currency, how idle time was treated, and every GPU that had no price.
-An unpriced GPU is named, never counted as free.
+were made: the window, the currency, how idle time was treated, and the GPUs that had no price,
+per node and SKU. An unpriced GPU is named, never counted as free.
 """
 
 from __future__ import annotations
@@ -43,19 +43,42 @@ def window_note(since: int, until: int) -> str:
 
 
 def unpriced_notes(unpriced: list[dict], *, no_prices: bool) -> list[str]:
-    """One line per GPU whose time in the window had no GPU-hour price."""
+    """One line per node and SKU whose GPUs' time in the window had no GPU-hour price."""
     notes = []
     if no_prices:
         notes.append(
             "No prices are set: every GPU is unpriced. Set them with 'wattledger price set'."
         )
+    groups: dict[tuple[str, str], list[dict]] = {}
     for gpu in unpriced:
-        sku = f"SKU {gpu['sku']!r}" if gpu["sku"] else "its unknown SKU"
+        groups.setdefault((gpu["node"] or "(unknown node)", gpu["sku"] or ""), []).append(gpu)
+    for (node, sku), gpus in sorted(groups.items()):
+        hours = sum(gpu["seconds"] for gpu in gpus) / 3600
+        count = f"1 GPU ({gpus[0]['uuid']})" if len(gpus) == 1 else f"{len(gpus)} GPUs"
+        its = "its" if len(gpus) == 1 else "their"
+        if sku:
+            fix = f"set one: wattledger price set --sku {sku} --usd-per-gpu-hour N --from DATE"
+            what = f"SKU {sku!r}"
+        else:
+            fix = f"the agent on {node} reported no SKU for them; check its NVML device names"
+            what = "an unknown SKU"
         notes.append(
-            f"UNPRICED: {gpu['uuid']} ({gpu['name'] or gpu['sku'] or 'unnamed GPU'}, "
-            f"node {gpu['node']}) has "
-            f"{gpu['seconds'] / 3600:.2f} GPU-hours with no price for {sku}; "
-            "its cost is missing from the figures, not zero."
+            f"UNPRICED: node {node}, {what}: {count}, {hours:.2f} GPU-hours with no price; "
+            f"{its} cost is missing from the figures, not zero; {fix}."
+        )
+    return notes
+
+
+def unmapped_notes(endpoints: list[dict]) -> list[str]:
+    """One line per endpoint whose tokens ran on GPUs the agent could not name."""
+    notes = []
+    for found in endpoints:
+        notes.append(
+            f"UNMAPPED: endpoint {found['node']}/{found['endpoint']} served "
+            f"{found['tokens']:,.0f} tokens on GPUs wattledger does not know, so they carry no GPU "
+            "time, energy or cost; rows holding them, and the total, show no cost or energy per "
+            "token. Fix: map its GPUs in [[agent.endpoints]] gpus, or make sure the engine's "
+            "process is visible to the agent."
         )
     return notes
 
@@ -67,3 +90,8 @@ def per_million(usd: float | None, tokens: float) -> float | None:
 def is_unpriced(row: dict) -> bool:
     """Whether some of a row's GPU time had no price (its costs are then incomplete)."""
     return row.get("unpriced_gpu_hours", 0.0) > UNPRICED_EPSILON_H
+
+
+def has_unmapped(row: dict) -> bool:
+    """Whether a row holds tokens from GPUs nobody knows (they carry no cost or energy)."""
+    return row.get("unmapped_tokens", 0.0) > 0

@@ -8,6 +8,7 @@ read through their shortest decimal form, so 2.075 shows as 2.08, as a person ex
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 
@@ -32,13 +33,14 @@ def for_display(
 ) -> tuple[list[dict], dict | None]:
     """Copies of ``rows`` and ``total`` with each column in ``places`` rounded to add up.
 
-    A column whose total is not the plain sum of the rows (None anywhere) is left alone.
+    A column whose total is not the plain sum of the rows (None anywhere), or that holds a number
+    that is not finite, is left alone.
     """
     shown = [dict(row) for row in rows]
     shown_total = dict(total) if total is not None else None
     for column, digits in places.items():
         values = [row.get(column) for row in rows]
-        if not values or any(v is None for v in values):
+        if not values or any(v is None or not math.isfinite(v) for v in values):
             continue
         rounded, rounded_total = largest_remainder(values, digits)
         for row, value in zip(shown, rounded, strict=True):

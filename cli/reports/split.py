@@ -13,7 +13,8 @@ Three methods, chosen hour by hour, and every row says which produced it:
 
 A row that mixes methods over the window names each with its share of serving GPU time. USD per
 million input tokens is the prefill cost over input tokens; per million output tokens, the
-decode cost over output tokens. Idle time is kept apart or shared out as in the cost report; a
+decode cost over output tokens; neither is given where some of those tokens are unmapped (see
+``cost``). Idle time is kept apart or shared out as in the cost report; a
 row's shared idle cost is split in the same proportion as its serving cost.
 """
 
@@ -23,7 +24,7 @@ from collections.abc import Mapping, Sequence
 
 from sqlalchemy import Engine
 
-from wattledger.cli.reports.cost import check_idle_mode
+from wattledger.cli.reports.cost import check_idle_mode, problems
 from wattledger.cli.reports.idle import idle_note, share_idle
 from wattledger.cli.reports.prices import PriceBook
 from wattledger.cli.reports.report import (
@@ -33,6 +34,7 @@ from wattledger.cli.reports.report import (
     check_window,
     is_unpriced,
     per_million,
+    unmapped_notes,
     unpriced_notes,
     window_note,
 )
@@ -41,7 +43,6 @@ from wattledger.cli.reports.usage_query import (
     ReportError,
     aggregate,
     check_dimensions,
-    unpriced_gpus,
 )
 
 METHOD_DISAGGREGATED = "disaggregated"
@@ -59,6 +60,9 @@ ADDITIVE = (
     "idle_kwh",
     "input_tokens",
     "output_tokens",
+    "unmapped_input_tokens",
+    "unmapped_output_tokens",
+    "unmapped_tokens",
     "unpriced_gpu_hours",
 )
 ADDITIVE_USD = ("prefill_usd", "decode_usd", "idle_usd", "idle_shared_usd", "cost_usd")
@@ -72,7 +76,7 @@ def split_report(
     *,
     output_token_weight: float = 3.0,
     idle: str = "none",
-    where: Mapping[str, str] | None = None,
+    where: Mapping[str, str | Sequence[str]] | None = None,
 ) -> Report:
     by = check_dimensions(by)
     check_idle_mode(idle)
@@ -95,9 +99,7 @@ def split_report(
             split_weight=output_token_weight,
             measures=("input_tokens", "output_tokens"),
         )
-        unpriced = []
-        if any(group.sums["unpriced_seconds"] > 0 for group in groups):
-            unpriced = unpriced_gpus(conn, prices, since, until)
+        unpriced, unmapped = problems(conn, prices, since, until, groups, where)
 
     rows = [_split_row(by, group) for group in sorted(groups, key=lambda grp: grp.key)]
     share_idle(rows, idle)
@@ -117,6 +119,7 @@ def split_report(
             "ratio with [report] default_output_token_weight."
         )
     notes += unpriced_notes(unpriced, no_prices=prices.empty)
+    notes += unmapped_notes(unmapped)
     return Report(rows, _total(rows, by), notes, unpriced)
 
 
@@ -161,6 +164,9 @@ def _split_row(by: Sequence[str], group: Group) -> dict:
         attributed_energy_j=serving_j,
         idle_energy_j=max(0.0, d["energy_j"] - serving_j),
         unpriced_gpu_hours=d["unpriced_seconds"] / 3600.0,
+        unmapped_input_tokens=d["unmapped_input_tokens"],
+        unmapped_output_tokens=d["unmapped_output_tokens"],
+        unmapped_tokens=d["unmapped_input_tokens"] + d["unmapped_output_tokens"],
     )
     return row
 
@@ -215,10 +221,14 @@ def _finish(row: dict) -> None:
 
 
 def _per_token(row: dict) -> None:
-    """USD per million input tokens (prefill cost) and output tokens (decode cost)."""
+    """USD per million input tokens (prefill cost) and output tokens (decode cost).
+
+    None where GPU time was unpriced, where the phase had no GPU time, or where some of the
+    tokens were unmapped (served on GPUs nobody knows, so they carry no cost).
+    """
     unpriced = is_unpriced(row)
-    has_prefill = row["prefill_gpu_seconds"] > 0
-    has_decode = row["decode_gpu_seconds"] > 0
+    has_prefill = row["prefill_gpu_seconds"] > 0 and not row["unmapped_input_tokens"] > 0
+    has_decode = row["decode_gpu_seconds"] > 0 and not row["unmapped_output_tokens"] > 0
     row["usd_per_m_input"] = (
         None
         if unpriced or not has_prefill

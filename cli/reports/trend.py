@@ -13,16 +13,27 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Engine
 
-from wattledger.cli.reports.cost import COST_MEASURES, check_idle_mode, cost_rows, total_row
+from wattledger.cli.reports.cost import (
+    COST_MEASURES,
+    check_idle_mode,
+    cost_rows,
+    problems,
+    total_row,
+)
 from wattledger.cli.reports.idle import idle_note
 from wattledger.cli.reports.prices import PriceBook
-from wattledger.cli.reports.report import Report, check_window, unpriced_notes, window_note
+from wattledger.cli.reports.report import (
+    Report,
+    check_window,
+    unmapped_notes,
+    unpriced_notes,
+    window_note,
+)
 from wattledger.cli.reports.usage_query import (
     Group,
     ReportError,
     aggregate,
     check_dimensions,
-    unpriced_gpus,
 )
 
 PERIODS = ("hour", "day", "week", "month")
@@ -44,7 +55,7 @@ def trend_report(
     *,
     every: str = "day",
     idle: str = "none",
-    where: Mapping[str, str] | None = None,
+    where: Mapping[str, str | Sequence[str]] | None = None,
 ) -> Report:
     by = check_dimensions(by)
     if every not in PERIODS:
@@ -57,9 +68,7 @@ def trend_report(
         groups = aggregate(
             conn, prices, since, until, by, bucket=every, where=where, measures=COST_MEASURES
         )
-        unpriced = []
-        if any(group.sums["unpriced_seconds"] > 0 for group in groups):
-            unpriced = unpriced_gpus(conn, prices, since, until)
+        unpriced, unmapped = problems(conn, prices, since, until, groups, where)
 
     per_period: dict[int, list[Group]] = defaultdict(list)
     for group in groups:
@@ -79,6 +88,7 @@ def trend_report(
     ]
     notes += _step_notes(rows, by)
     notes += unpriced_notes(unpriced, no_prices=prices.empty)
+    notes += unmapped_notes(unmapped)
     total = total_row(rows, ["period", *by])
     total["period_start"] = None
     total["change"] = None

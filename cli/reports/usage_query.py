@@ -86,9 +86,16 @@ MEASURES = (
     "decode_seconds",
     "util_busy_seconds",
     "util_known_seconds",
+    "unmapped_input_tokens",
+    "unmapped_output_tokens",
 )
-# What pricing needs whatever else a report asks for.
+# Tokens on usage rows without a device: an endpoint whose GPUs the agent could not name. They
+# carry no GPU time or energy, so a cost or energy per token that counted them would be too low.
+UNMAPPED_MEASURES = ("unmapped_input_tokens", "unmapped_output_tokens")
+# What pricing needs whatever else a report asks for, and the unmapped tokens that say whether a
+# cost per token can be given at all.
 PRICING_MEASURES = ("gpu_seconds", "serving_seconds", "energy_j", "serving_energy_j")
+ALWAYS_MEASURES = (*PRICING_MEASURES, *UNMAPPED_MEASURES)
 PRICED = ("time_usd", "serving_time_usd", "energy_usd", "serving_energy_usd", "unpriced_seconds")
 SPLIT_MEASURES = (
     "prefill_serving_seconds",
@@ -127,7 +134,18 @@ def check_dimensions(names: Sequence[str]) -> list[str]:
         )
     if not names:
         raise ReportError(f"give at least one dimension to group by: {', '.join(DIMENSIONS)}")
+    twice = sorted({n for n in names if list(names).count(n) > 1})
+    if twice:
+        raise ReportError(f"cannot group by {', '.join(twice)} twice; name each dimension once")
     return list(names)
+
+
+def where_values(where: Mapping[str, str | Sequence[str]] | None) -> dict[str, tuple[str, ...]]:
+    """``where`` with every dimension's wanted values as a tuple (one value or several)."""
+    wanted = {}
+    for name, values in (where or {}).items():
+        wanted[name] = (values,) if isinstance(values, str) else tuple(values)
+    return wanted
 
 
 @dataclass
@@ -150,7 +168,7 @@ def aggregate(
     by: Sequence[str],
     *,
     bucket: str | None = None,
-    where: Mapping[str, str] | None = None,
+    where: Mapping[str, str | Sequence[str]] | None = None,
     split_weight: float | None = None,
     measures: Sequence[str] = MEASURES,
     extra_keys: Mapping[str, ColumnElement] | None = None,
@@ -158,7 +176,8 @@ def aggregate(
     """Sum usage in ``[since, until)`` by the dimensions ``by``.
 
     ``bucket`` (hour, day, week or month, UTC) adds the start of each time bucket to the key.
-    ``where`` keeps only rows whose dimension has the given value. ``split_weight`` (the cost of
+    ``where`` keeps only rows whose dimension has the given value, or one of the given values
+    (several dimensions must all match). ``split_weight`` (the cost of
     an output token in input tokens, for endpoints without phase time) adds the prefill share of
     serving time, energy and cost (``SPLIT_MEASURES``). ``measures`` names the sums wanted
     besides those pricing needs (fewer sums, a faster query). ``extra_keys`` (label -> SQL
@@ -168,14 +187,14 @@ def aggregate(
     check_dimensions(by)
     if bucket is not None and bucket not in BUCKETS:
         raise ReportError(f"cannot bucket by {bucket!r}; choose from {', '.join(BUCKETS)}")
-    where = dict(where or {})
+    where = where_values(where)
     unknown = [name for name in where if name not in DIMENSIONS]
     if unknown:
         raise ReportError(
             f"cannot filter on {', '.join(unknown)}; choose from {', '.join(DIMENSIONS)}"
         )
 
-    measures = [m for m in MEASURES if m in set(measures) | set(PRICING_MEASURES)]
+    measures = [m for m in MEASURES if m in set(measures) | set(ALWAYS_MEASURES)]
     periods = _periods(conn, prices, since, until)
     wanted = set(by) | set(where)
     extra = _ExtraKeys(dict(extra_keys or {}))
@@ -218,7 +237,7 @@ def aggregate(
             *[expr.label(name) for expr, name in zip(key_exprs, key_names, strict=True)], *columns
         )
         .select_from(joined)
-        .where(*[dims[name] == value for name, value in where.items()])
+        .where(*[dims[name].in_(values) for name, values in where.items()])
         .group_by(*key_exprs)
     )
 
@@ -360,7 +379,7 @@ def _stage_one(
         if not constant:
             group.append(column("bucket"))
 
-    sums = [func.sum(u.c[m]).label(m) for m in measures]
+    sums = [func.sum(_measure(m)).label(m) for m in measures]
     if split_weight is not None:
         sums += _split_sums(split_weight)
     return (
@@ -369,6 +388,33 @@ def _stage_one(
         .group_by(*group)
         .subquery("x")
     )
+
+
+def _measure(name: str) -> ColumnElement:
+    """The usage expression summed as measure ``name``."""
+    if name in UNMAPPED_MEASURES:
+        tokens = u.c[name.removeprefix("unmapped_")]
+        return case((u.c.device_uuid.is_(None), tokens), else_=0.0)
+    return u.c[name]
+
+
+def unmapped_endpoints(
+    conn: Connection,
+    prices: PriceBook,
+    since: int,
+    until: int,
+    where: Mapping[str, str | Sequence[str]] | None = None,
+) -> list[dict]:
+    """Endpoints with tokens on no known GPU in the window: ``node``, ``endpoint``, ``tokens``."""
+    groups = aggregate(
+        conn, prices, since, until, ["node", "endpoint"], where=where, measures=UNMAPPED_MEASURES
+    )
+    found = []
+    for group in sorted(groups, key=lambda grp: grp.key):
+        tokens = group.sums["unmapped_input_tokens"] + group.sums["unmapped_output_tokens"]
+        if tokens > 0:
+            found.append({"node": group.key[0], "endpoint": group.key[1], "tokens": tokens})
+    return found
 
 
 def _period_expr(inner_bounds: Sequence[int]):
