@@ -102,6 +102,7 @@ class OtlpSink:
             timeout=timeout_s,
             compression=Compression.Gzip,
             certificate_file=certificate_file,
+            session=_exporter_session(certificate_file, url),
         )
 
     def __call__(self, metrics_data: MetricsData) -> bool:
@@ -151,6 +152,22 @@ class OtlpSink:
         self._session.close()
         if self.spool is not None:
             self.spool.close()
+
+
+def _exporter_session(certificate_file: str | None, url: str) -> requests.Session | None:
+    """A session for the SDK exporter that keeps to ``certificate_file`` when one is given.
+
+    The exporter sets its CA bundle on the session, and ``requests`` lets REQUESTS_CA_BUNDLE
+    or CURL_CA_BUNDLE from the environment take precedence over a session's setting
+    (psf/requests#3829), so a private CA would be ignored wherever those are set. The session
+    given here does not read the environment; proxies from it are carried over by hand.
+    """
+    if not certificate_file:
+        return None
+    session = requests.Session()
+    session.trust_env = False
+    session.proxies.update(requests.utils.get_environ_proxies(url))
+    return session
 
 
 def _log_partial_success(response: requests.Response) -> None:

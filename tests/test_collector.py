@@ -174,3 +174,47 @@ def _busy(collector: Collector) -> str:
         text=True,
     ).stdout
     return "connection" if str(collector.port) in out else ""
+
+
+@pytest.mark.skipif(
+    shutil.which("openssl") is None, reason="openssl is needed to make a certificate"
+)
+def test_an_agent_exports_over_https_trusting_a_private_ca_file(tmp_path, sqlite_engine):
+    from opentelemetry.sdk.metrics.export import MetricsData
+
+    from wattledger.agent.sinks import OtlpSink
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    server = CollectorServer(("127.0.0.1", 0), sqlite_engine, tls=_tls_context(str(cert), str(key)))
+    serve_in_thread(server)
+    trusting = OtlpSink(server.url + "/v1/metrics", certificate_file=str(cert), timeout_s=2)
+    default = OtlpSink(server.url + "/v1/metrics", timeout_s=0.5)
+    try:
+        assert trusting(MetricsData(resource_metrics=[])) is True
+        assert default(MetricsData(resource_metrics=[])) is False  # the system CAs do not know it
+    finally:
+        trusting.close()
+        default.close()
+        server.stop()
+
+
+def test_a_missing_agent_ca_file_is_a_one_line_error(tmp_path):
+    config = tmp_path / "agent.toml"
+    config.write_text(
+        '[agent]\ncollector_url = "https://127.0.0.1:4318/v1/metrics"\n'
+        f'ca_file = "{tmp_path / "absent.pem"}"\nstate_dir = "{tmp_path / "state"}"\n'
+    )
+
+    result = CliRunner().invoke(
+        cli, ["--config", str(config), "agent", "run", "--fake-gpus", "1xH100", "--once"]
+    )
+
+    assert result.exit_code == 2
+    assert f"agent.ca_file {tmp_path / 'absent.pem'} does not exist" in result.output

@@ -63,6 +63,7 @@ class AgentConfig:
     export_interval_s: float = 60.0
     collector_url: str | None = None
     token_file: str | None = None
+    ca_file: str | None = None
     db: str | None = None
     nvml_timeout_s: float = 2.0
     spool_max_mb: float = 256.0

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from dataclasses import dataclass
 
 from wattledger.agent.engines.errors import UnknownEngine
@@ -29,6 +30,8 @@ from wattledger.contract import ENGINES, ROLE_AGGREGATED, ROLE_DECODE, ROLE_PREF
 from wattledger.errors import ConfigError
 
 logger = logging.getLogger(__name__)
+
+METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 
 KV_BY_SOURCE = "vllm:prompt_tokens_by_source_total"
 # A decode worker receives (nearly) every prompt token by KV transfer; an aggregated worker with
@@ -75,7 +78,9 @@ def detect_engine(parsed: ParsedPayload, override: str | None = None) -> Detecti
 
     best = max(TABLES, key=lambda engine: counts.get(engine, 0))
     if counts.get(best, 0) == 0:
-        sample = ", ".join(sorted(parsed.families)[:4]) or "nothing"
+        # Quote only names shaped like metric names, cut short: a wrong page may be anything.
+        names = [n[:40] for n in sorted(parsed.families) if METRIC_NAME.fullmatch(n)]
+        sample = ", ".join(names[:4]) or "no metric names"
         raise UnknownEngine(
             f"no metric family of a known engine on this page (found {sample}); "
             "check the URL points at the engine's metrics path"

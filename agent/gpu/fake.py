@@ -162,6 +162,8 @@ def _nvml(function: Callable[..., Any]) -> Callable[..., Any]:
 class FakeNvml:
     """A fake ``pynvml`` module for a node of GPUs; pass it wherever pynvml is expected."""
 
+    SIMULATED = True  # read by the monitor so logs never call these GPUs real
+
     def __init__(
         self,
         boards: BoardProfile | Sequence[BoardProfile],

@@ -219,7 +219,8 @@ class GpuMonitor:
         self._adopt(probes, t_ns)
         skus = Counter(probe.device.sku for probe in probes)
         logger.info(
-            "NVML ready (driver %s): %s",
+            "%s ready (driver %s): %s",
+            "simulated NVML" if getattr(self._nvml.lib, "SIMULATED", False) else "NVML",
             driver or "unknown",
             ", ".join(f"{n}x {sku}" for sku, n in sorted(skus.items())) or "no GPUs",
         )

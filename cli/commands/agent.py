@@ -182,8 +182,16 @@ def _open_sink(app: App, settings: AgentConfig, db_url: str | None, collector_ur
         # The SDK exporter retries within its timeout; half an export interval leaves the loop
         # time to sample and to spool the batch for the next try.
         timeout_s = min(10.0, settings.export_interval_s / 2)
+        if settings.ca_file and not Path(settings.ca_file).is_file():
+            raise ConfigError(
+                f"agent.ca_file {settings.ca_file} does not exist; give the CA bundle's path"
+            )
         return OtlpSink(
-            collector_url, token=_read_token(settings.token_file), spool=spool, timeout_s=timeout_s
+            collector_url,
+            token=_read_token(settings.token_file),
+            spool=spool,
+            timeout_s=timeout_s,
+            certificate_file=settings.ca_file,
         )
     if db_url:
         from wattledger.agent.sinks import DatabaseSink
