@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from abc import abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -318,8 +319,9 @@ class EnginePage(Collector):
         engines = worker_counts(self.node, self.deployment, self.worker, self.started_s, t_s)
         yield from self.families(t_s, engines)
 
+    @abstractmethod
     def families(self, t_s: int, engines: list[tuple[str, Counts]]) -> list[Metric]:
-        raise NotImplementedError
+        """The engine's metric families at ``t_s``, in its own names and labels."""
 
     def in_flight(self, t_s: int, gpus: int) -> int:
         return running_requests(self.node.tokens_per_gpu_s(self.deployment) * gpus, t_s)
