@@ -30,6 +30,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import psutil
 import requests
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
@@ -250,6 +251,30 @@ def post_pair(i: int, bodies, bases, headers) -> None:
             raise SystemExit(f"collector answered {reply.status_code}: {reply.text[:200]}")
 
 
+def cpu_seconds(collectors) -> dict[str, float]:
+    """CPU seconds used so far by this process (the clients), the collectors and PostgreSQL.
+
+    Everything shares this machine's cores, so the split shows where a round's time went.
+    """
+
+    def total(proc: psutil.Process) -> float:
+        try:
+            times = proc.cpu_times()
+        except psutil.Error:
+            return 0.0
+        return times.user + times.system
+
+    postgres = 0.0
+    for proc in psutil.process_iter(["name"]):
+        if proc.info["name"] in ("postgres", "postmaster"):
+            postgres += total(proc)
+    return {
+        "clients": total(psutil.Process()),
+        "collectors": sum(total(psutil.Process(proc.pid)) for proc, _base in collectors),
+        "postgres": postgres,
+    }
+
+
 def bare_insert_rate(url: str, points: int) -> float:
     """Rows per second for the same rows, bulk-inserted into the same tables and nothing else."""
     engine = open_engine(url)
@@ -325,11 +350,15 @@ def run(kind: str, args, bodies, points) -> None:
             try:
                 rates = []
                 for r, batch in enumerate(bodies):
+                    before = cpu_seconds(collectors)
                     elapsed = send_round(batch, bases, args.clients, args.duplicate)
+                    used = {k: v - before[k] for k, v in cpu_seconds(collectors).items()}
                     rates.append(points / elapsed)
                     label = "first (creates series)" if r == 0 else "steady"
                     print(
-                        f"  {kind:10s} round {r + 1}: {points / elapsed:10,.0f} points/s  ({label})"
+                        f"  {kind:10s} round {r + 1}: {points / elapsed:10,.0f} points/s  ({label}); "
+                        f"CPU s: clients {used['clients']:.1f}, collectors {used['collectors']:.1f}, "
+                        f"postgres {used['postgres']:.1f} of {elapsed * os.cpu_count():.1f}"
                     )
             finally:
                 for proc, _base in collectors:

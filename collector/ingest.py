@@ -21,6 +21,17 @@ Each collector remembers series ids, series identities and the dimension rows it
 steady stream of batches costs one locking read and a few bulk writes per batch, whatever its
 size. The series' state (last time and value) is never taken from memory: it is read under the
 row lock every time, which is what keeps several collectors on one database exactly-once.
+
+Requests that arrive while a transaction is running are written together in the next one
+(:mod:`~wattledger.collector.groupcommit`): a fleet of small per-node requests then costs a
+handful of round trips and one flush per group instead of per request. Checking and identifying
+points happens on each request's own thread, before it joins a group.
+
+Limitation: every stored point writes three rows (its delta or gauge sample, its hour's rollup,
+its series' state), and a collector process spends some 70 microseconds of CPU per point
+(decoding, checking, the writes); one process uses one core. On a small machine the collector
+therefore stores a tenth of what a bare bulk insert of the same rows manages
+(benchmarks/bench_ingest.py); more throughput takes more collector processes and cores.
 """
 
 from __future__ import annotations
@@ -41,6 +52,7 @@ from wattledger import contract as c
 from wattledger.collector import schema as s
 from wattledger.collector.batchwrite import BatchWriter
 from wattledger.collector.dimensions import DimensionWriter
+from wattledger.collector.groupcommit import GroupCommit
 from wattledger.collector.points import (
     COUNTER,
     DELTA,
@@ -53,12 +65,13 @@ from wattledger.collector.points import (
     node_of,
 )
 from wattledger.collector.rollup import HOUR_NS, HOUR_S, NS_PER_S, split_by_hour
-from wattledger.collector.sqlbulk import insert_ignore, upsert_add
+from wattledger.collector.sqlbulk import insert_ignore
 
 logger = logging.getLogger(__name__)
 
 MAX_REMEMBERED = 2_000_000
 GPU_MOVE_AFTER_NS = HOUR_NS
+MAX_GROUP_POINTS = 50_000
 
 
 class LimitExceeded(ValueError):
@@ -93,14 +106,18 @@ class _State:
     dirty: bool = False
 
 
-class Ingestor:
-    """Writes decoded points into the store; one instance serves many batches (and threads).
+@dataclass
+class _Job:
+    """One request's checked points, waiting to be written (perhaps with other requests')."""
 
-    Limitation: each request is its own transaction (four round trips on PostgreSQL in the
-    steady state), so a fleet of small per-node requests is bound by round trips and commits,
-    far below a bulk insert (see benchmarks/bench_ingest.py). Committing concurrent requests
-    together is the next step.
-    """
+    accepted: list[tuple[Point, SeriesIdentity]]
+    checked: IngestResult
+    token_id: int | None
+    result: IngestResult | None = None
+
+
+class Ingestor:
+    """Writes decoded points into the store; one instance serves many batches and threads."""
 
     def __init__(self, engine: Engine, *, max_series_per_node: int | None = None) -> None:
         self.engine = engine
@@ -109,6 +126,12 @@ class Ingestor:
         self._series_ids: dict[str, int] = {}
         self._dimensions = DimensionWriter()
         self._gpu_owners: dict[str, tuple[str, int]] = {}
+        self._group = GroupCommit(self._write_jobs, max_size=MAX_GROUP_POINTS)
+
+    @property
+    def group_stats(self) -> tuple[int, int]:
+        """(transactions, requests) written so far: how much requests were grouped."""
+        return self._group.groups, self._group.jobs
 
     def ingest(
         self,
@@ -138,14 +161,9 @@ class Ingestor:
         if not accepted:
             return checked
 
-        try:
-            result = self._store(accepted, checked, token_id)
-        except IntegrityError:
-            # A remembered id may be gone (tables emptied, a series deleted): forget, try again.
-            logger.info("stored rows changed under this collector; re-reading ids")
-            self.forget()
-            result = self._store(accepted, checked, token_id)
-
+        job = _Job(accepted, checked, token_id)
+        self._group.run(job, len(accepted))
+        result = job.result
         logger.debug(
             "stored %d deltas and %d gauge samples from %d points",
             result.stored_deltas,
@@ -153,6 +171,16 @@ class Ingestor:
             result.received,
         )
         return result
+
+    def _write_jobs(self, jobs: Sequence[_Job]) -> None:
+        """Store ``jobs`` in one transaction (called by one thread at a time)."""
+        try:
+            self._store(jobs)
+        except IntegrityError:
+            # A remembered id may be gone (tables emptied, a series deleted): forget, try again.
+            logger.info("stored rows changed under this collector; re-reading ids")
+            self.forget()
+            self._store(jobs)
 
     def forget(self) -> None:
         """Drop what this collector remembers about stored rows."""
@@ -175,8 +203,9 @@ class Ingestor:
         its whole history. A GPU moves only once its old node has been silent about it for an
         hour, and never for a token that is limited to some nodes.
         """
+        owners = self._gpu_owners
         claims = {i.gpu_uuid for _p, i in accepted if i.gpu_uuid is not None}
-        unknown = sorted(claims - set(self._gpu_owners))
+        unknown = sorted(uuid for uuid in claims if uuid not in owners)
         for start in range(0, len(unknown), 1000):
             chunk = unknown[start : start + 1000]
             with self.engine.connect() as conn:
@@ -234,21 +263,21 @@ class Ingestor:
             self._identities[key] = known
         return known
 
-    def _store(
-        self,
-        accepted: Sequence[tuple[Point, SeriesIdentity]],
-        checked: IngestResult,
-        token_id: int | None,
-    ) -> IngestResult:
-        result = replace(checked, rejections=list(checked.rejections))
+    def _store(self, jobs: Sequence[_Job]) -> None:
+        entries: list[tuple[Point, SeriesIdentity, _Job]] = []
+        for job in jobs:
+            job.result = replace(job.checked, rejections=list(job.checked.rejections))
+            entries.extend((point, identity, job) for point, identity in job.accepted)
+        accepted = [(point, identity) for point, identity, _job in entries]
+
         new_ids: dict[str, int] = {}
         try:
             with self.engine.begin() as conn:
                 writer = BatchWriter(conn)
                 endpoint_ids = self._dimensions.write(conn, accepted)
-                states = self._lock_series(writer, accepted, endpoint_ids, token_id, new_ids)
-                writes = _apply(accepted, states, result)
-                _write(conn, writer, writes, states)
+                states = self._lock_series(writer, entries, endpoint_ids, new_ids)
+                writes = _apply(entries, states)
+                _write(writer, writes, states)
         except BaseException:
             self._dimensions.rollback()
             raise
@@ -257,21 +286,22 @@ class Ingestor:
         if len(self._series_ids) + len(new_ids) > MAX_REMEMBERED:
             self._series_ids.clear()
         self._series_ids.update(new_ids)
-        return result
 
     def _lock_series(
         self,
         writer: BatchWriter,
-        accepted: Sequence[tuple[Point, SeriesIdentity]],
+        entries: Sequence[tuple[Point, SeriesIdentity, _Job]],
         endpoint_ids: dict[tuple[str, str], int],
-        token_id: int | None,
         new_ids: dict[str, int],
     ) -> dict[str, _State]:
-        """Find or create the batch's series rows, then lock and read their state."""
-        first_points: dict[str, tuple[Point, SeriesIdentity]] = {}
-        for point, identity in accepted:
+        """Find or create the batch's series rows, then lock and read their state.
+
+        A new series records the token of the first request in the group that wrote it.
+        """
+        first_points: dict[str, tuple[Point, SeriesIdentity, int | None]] = {}
+        for point, identity, job in entries:
             if identity.key_hash not in first_points:
-                first_points[identity.key_hash] = (point, identity)
+                first_points[identity.key_hash] = (point, identity, job.token_id)
 
         ids = {k: self._series_ids[k] for k in first_points if k in self._series_ids}
         unknown = [k for k in first_points if k not in ids]
@@ -280,9 +310,7 @@ class Ingestor:
             missing = [k for k in unknown if k not in found]
             if missing:
                 self._check_series_limit(writer.conn, [first_points[k][1] for k in missing])
-                rows = [
-                    _series_row(*first_points[k], endpoint_ids, token_id) for k in sorted(missing)
-                ]
+                rows = [_series_row(*first_points[k], endpoint_ids) for k in sorted(missing)]
                 insert_ignore(writer.conn, s.series, rows, ("key_hash",))
                 found.update(writer.series_ids(missing))
             ids.update(found)
@@ -375,21 +403,23 @@ class _Writes:
 
 
 def _apply(
-    accepted: Sequence[tuple[Point, SeriesIdentity]],
-    states: dict[str, _State],
-    result: IngestResult,
+    entries: Sequence[tuple[Point, SeriesIdentity, _Job]], states: dict[str, _State]
 ) -> _Writes:
-    """Compare each point with its series' last stored point; collect the rows to write."""
+    """Compare each point with its series' last stored point; collect the rows to write.
+
+    What happens to each point is counted in the result of the request it came with.
+    """
     writes = _Writes()
-    by_series: dict[str, list[Point]] = defaultdict(list)
-    for point, identity in accepted:
-        by_series[identity.key_hash].append(point)
+    by_series: dict[str, list[tuple[Point, _Job]]] = defaultdict(list)
+    for point, identity, job in entries:
+        by_series[identity.key_hash].append((point, job))
 
     for key_hash, points in by_series.items():
         state = states[key_hash]
         if len(points) > 1:
-            points.sort(key=lambda p: p.t_ns)
-        for point in points:
+            points.sort(key=lambda entry: entry[0].t_ns)
+        for point, job in points:
+            result = job.result
             if state.last_ns is not None and point.t_ns <= state.last_ns:
                 result.repeats += 1
                 continue
@@ -459,32 +489,21 @@ def _record_delta(
         writes.add_rollup(state.id, hour, share, seconds, seconds if value > 0 else 0.0, 0)
 
 
-def _write(
-    conn: Connection, writer: BatchWriter, writes: _Writes, states: dict[str, _State]
-) -> None:
-    writer.deltas(writes.deltas)
-    writer.gauges(writes.gauges)
-    writer.rollups(
-        [(sid, hour, v, sec, act, n) for (sid, hour), (v, sec, act, n) in writes.rollups.items()]
-    )
-    hours = sorted({hour for _sid, hour in writes.rollups})
-    upsert_add(
-        conn,
-        s.dirty_hours,
-        [{"hour": hour, "version": 1} for hour in hours],
-        ("hour",),
-        ("version",),
-    )
-    writer.series_states(
-        [(st.id, st.start_ns, st.last_ns, st.last_value) for st in states.values() if st.dirty]
+def _write(writer: BatchWriter, writes: _Writes, states: dict[str, _State]) -> None:
+    writer.batch(
+        writes.deltas,
+        writes.gauges,
+        [(sid, hour, v, sec, act, n) for (sid, hour), (v, sec, act, n) in writes.rollups.items()],
+        sorted({hour for _sid, hour in writes.rollups}),
+        [(st.id, st.start_ns, st.last_ns, st.last_value) for st in states.values() if st.dirty],
     )
 
 
 def _series_row(
     point: Point,
     identity: SeriesIdentity,
-    endpoint_ids: dict[tuple[str, str], int],
     token_id: int | None,
+    endpoint_ids: dict[tuple[str, str], int],
 ) -> dict[str, Any]:
     endpoint_id = None
     if identity.endpoint is not None:
