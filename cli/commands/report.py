@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 import click
 from rich.progress import BarColumn, Progress, TextColumn
 
-from wattledger.cli.app import TIME, App, db_option, pass_app
+from wattledger.cli.app import TIME, App, OutputFile, db_option, pass_app
 from wattledger.cli.output import Column, emit, fixed, format_option
 from wattledger.cli.reports.compare import ALONG, compare_report
 from wattledger.cli.reports.cost import IDLE_MODES, cost_report
@@ -113,10 +112,8 @@ def idle_option(func: Callable) -> Callable:
 PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 
 
-class PlotPath(click.ParamType):
+class PlotPath(OutputFile):
     """A picture file to write: .png, .svg or .pdf, in a folder that exists and is writable."""
-
-    name = "FILE"
 
     def convert(self, value, param, ctx):
         path = Path(value).expanduser()
@@ -127,14 +124,7 @@ class PlotPath(click.ParamType):
                 param,
                 ctx,
             )
-        folder = path.parent
-        if path.is_dir():
-            self.fail(f"{value!r} is a directory; give a file name", param, ctx)
-        if not folder.is_dir():
-            self.fail(f"the folder {str(folder)!r} does not exist; create it first", param, ctx)
-        if not os.access(folder, os.W_OK):
-            self.fail(f"cannot write in the folder {str(folder)!r}; pick another", param, ctx)
-        return str(path)
+        return str(super().convert(value, param, ctx))
 
 
 def plot_option(what: str) -> Callable:
