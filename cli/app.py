@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 
 import click
 from sqlalchemy import Engine
@@ -106,6 +108,27 @@ class TimeParam(click.ParamType):
 
 
 TIME = TimeParam()
+
+
+class OutputFile(click.ParamType):
+    """A file to write, in a folder that exists and is writable.
+
+    A missing folder is refused rather than made: it is more often a typo in the path than a
+    folder wanted, and the file would land where no one looks.
+    """
+
+    name = "FILE"
+
+    def convert(self, value, param, ctx):
+        path = Path(value).expanduser()
+        folder = path.parent
+        if path.is_dir():
+            self.fail(f"{value!r} is a directory; give a file name", param, ctx)
+        if not folder.is_dir():
+            self.fail(f"the folder {str(folder)!r} does not exist; create it first", param, ctx)
+        if not os.access(folder, os.W_OK):
+            self.fail(f"cannot write in the folder {str(folder)!r}; pick another", param, ctx)
+        return path
 
 
 class FiniteRange(click.FloatRange):

@@ -15,7 +15,6 @@ from wattledger.cli.commands.price import price_group
 from wattledger.cli.commands.report import report_group
 from wattledger.cli.commands.schedule import schedule_group
 from wattledger.cli.commands.token import token_group
-from wattledger.config import check_config_path
 
 
 @click.group(
@@ -46,14 +45,15 @@ def cli(ctx: click.Context, config_path: str | None, verbose: int) -> None:
       wattledger report cost --by architecture,model
     """
     setup_logging(verbose)
-    if config_path:
-        # Checked now, not when a command first reads a setting: a command given all it needs
-        # by flags would otherwise run without ever looking at the file named.
-        check_config_path(config_path)
     app = ctx.ensure_object(App)
     app.config_path = config_path
     app.verbose = verbose
     ctx.call_on_close(app.close)
+    if config_path:
+        # Read and checked now, not when a command first reads a setting: a command given all it
+        # needs by flags would otherwise run without ever looking at the file named, and a typo
+        # in it would pass unnoticed.
+        app.config  # noqa: B018 - loading it is the check
 
 
 cli.add_command(agent_group)

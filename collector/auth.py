@@ -84,10 +84,23 @@ def create_token(engine: Engine, name: str, nodes: Iterable[str] | None = None) 
         with engine.begin() as conn:
             token_id = conn.execute(insert(s.api_tokens).values(row)).inserted_primary_key[0]
     except IntegrityError:
-        raise TokenError(
-            f"a token named {name!r} exists already; revoke it or choose another name"
-        ) from None
+        raise TokenError(_name_taken(engine, name)) from None
     return f"wlt_{token_id}_{secret}"
+
+
+def _name_taken(engine: Engine, name: str) -> str:
+    """Why ``name`` cannot be had: an active token holds it, or a revoked one did.
+
+    A revoked token stays listed under its name (``wattledger token list``), so the name is not
+    given to another.
+    """
+    with engine.connect() as conn:
+        revoked = conn.execute(
+            select(s.api_tokens.c.revoked_ns).where(s.api_tokens.c.name == name)
+        ).scalar()
+    if revoked is not None:
+        return f"a revoked token was named {name!r}; names are not reused, choose another name"
+    return f"a token named {name!r} exists already; revoke it or choose another name"
 
 
 def revoke_token(engine: Engine, name: str) -> None:

@@ -230,26 +230,53 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply_text(HTTPStatus.NOT_FOUND, "no such path")
 
     def _read_body(self) -> bytes:
-        length_header = self.headers.get("Content-Length")
-        if length_header is None:
-            raise otlp.RequestError(411, "Content-Length is required")
-        try:
-            length = int(length_header)
-        except ValueError:
-            raise otlp.RequestError(400, "Content-Length is not a number") from None
-        if length < 0:
-            raise otlp.RequestError(400, "Content-Length is negative")
+        length = self._content_length()
         if length > self.server.limits.max_body_bytes:
             self.close_connection = True
             raise otlp.RequestError(
                 413, f"body of {length} bytes exceeds {self.server.limits.max_body_bytes} bytes"
             )
-        return self.rfile.read(length)
+        try:
+            body = self.rfile.read(length)
+        except TimeoutError:
+            raise self._unframed(
+                408, f"timed out after {self.timeout:g} s waiting for a body of {length} bytes"
+            ) from None
+        if len(body) < length:
+            raise self._unframed(
+                400, f"body ended after {len(body)} of {length} bytes (Content-Length)"
+            )
+        return body
+
+    def _content_length(self) -> int:
+        """The body's declared length; any doubt about where the body ends closes the connection.
+
+        Differing duplicates are refused (RFC 9112, section 6.3): a proxy in front may have taken
+        the other one, and then the next request on this connection would be misread.
+        """
+        values = {value.strip() for value in self.headers.get_all("Content-Length") or []}
+        if not values:
+            raise otlp.RequestError(411, "Content-Length is required")
+        if len(values) > 1:
+            raise self._unframed(400, "conflicting Content-Length headers")
+        try:
+            length = int(values.pop())
+        except ValueError:
+            raise self._unframed(400, "Content-Length is not a number") from None
+        if length < 0:
+            raise self._unframed(400, "Content-Length is negative")
+        return length
+
+    def _unframed(self, status: int, reason: str) -> otlp.RequestError:
+        """A body whose end is unknown: log one line, close the connection, answer ``status``."""
+        logger.info("request from %s refused: %s", self.address_string(), reason)
+        self.close_connection = True
+        return otlp.RequestError(status, reason)
 
     def _drain(self) -> None:
         try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
+            length = self._content_length()
+        except otlp.RequestError:
             length = 0
         if 0 < length <= self.server.limits.max_body_bytes:
             self.rfile.read(length)

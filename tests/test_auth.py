@@ -115,6 +115,33 @@ def test_names_are_unique_and_revoking_an_unknown_name_says_so(engine):
         create_token(engine, "bad name; drop table")
 
 
+def test_the_name_of_a_revoked_token_is_not_reused_and_says_so(engine):
+    create_token(engine, "node-a")
+    revoke_token(engine, "node-a")
+
+    with pytest.raises(TokenError) as info:
+        create_token(engine, "node-a")
+
+    assert str(info.value) == (
+        "a revoked token was named 'node-a'; names are not reused, choose another name"
+    )
+
+
+def test_the_cli_says_a_revoked_name_is_not_reused(tmp_path):
+    db = ["--db", str(tmp_path / "w.db")]
+    runner = CliRunner()
+    assert runner.invoke(cli, ["db", "upgrade", *db]).exit_code == 0
+    assert runner.invoke(cli, ["token", "create", "node-a", *db]).exit_code == 0
+    assert runner.invoke(cli, ["token", "revoke", "node-a", *db]).exit_code == 0
+
+    result = runner.invoke(cli, ["token", "create", "node-a", *db])
+
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "error: a revoked token was named 'node-a'; names are not reused, choose another name\n"
+    )
+
+
 @pytest.fixture
 def secured(engine):
     server = CollectorServer(("127.0.0.1", 0), engine, authenticate=TokenAuthenticator(engine))

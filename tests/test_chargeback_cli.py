@@ -205,3 +205,20 @@ def test_help_says_the_total_matches_the_cost_report_to_the_cent():
 
     assert "equals 'wattledger report cost' for the same window to the cent" in text
     assert "--allow-empty" in text
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("missing/dir/x.csv", "the folder '{tmp}/missing/dir' does not exist; create it first"),
+        ("", "'{tmp}' is a directory; give a file name"),
+    ],
+)
+def test_an_out_path_that_cannot_be_written_is_refused_like_a_plot(run, tmp_path, name, message):
+    result = run("--period", "2026-11", "--allow-empty", "--out", str(tmp_path / name))
+
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[-1] == (
+        f"Error: Invalid value for '--out': {message.format(tmp=tmp_path)}"
+    )
+    assert not (tmp_path / "missing").exists()

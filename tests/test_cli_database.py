@@ -119,6 +119,40 @@ def test_a_config_that_is_a_directory_or_missing_is_an_error_even_with_db(tmp_pa
     )
 
 
+CONFIG_COMMANDS = [
+    ["report", "cost"],
+    ["report", "compare", "--along", "sku", "--a", "H100", "--b", "H200"],
+    ["report", "trend"],
+    ["price", "list"],
+    ["token", "list"],
+    ["db", "status"],
+]
+BAD_CONFIGS = [
+    ('[agent]\nsitee = "dc1"\n', "{path}: unknown setting agent.sitee; did you mean agent.site?"),
+    (
+        "[agent\n",
+        "config file {path} is not valid TOML: "
+        "Expected ']' at the end of a table declaration (at line 1, column 7)",
+    ),
+]
+
+
+@pytest.mark.parametrize("command", CONFIG_COMMANDS)
+@pytest.mark.parametrize(("text", "message"), BAD_CONFIGS)
+def test_a_broken_config_file_is_an_error_even_with_db(tmp_path, command, text, message):
+    config = tmp_path / "bad.toml"
+    config.write_text(text)
+    db = ["--db", str(tmp_path / "w.db")]
+    assert run("db", "upgrade", *db).exit_code == 0
+    expected = f"error: {message.format(path=config)}\n"
+
+    named = run("--config", str(config), *command, *db)
+    from_environment = run(*command, *db, env={"WATTLEDGER_CONFIG": str(config)})
+
+    assert one_line_error(named, 2) == expected
+    assert one_line_error(from_environment, 2) == expected
+
+
 def test_an_unknown_schema_revision_is_a_one_line_error(tmp_path):
     from wattledger.migrations.runner import all_revisions
 

@@ -259,3 +259,68 @@ def test_importing_an_example_tier_reads_from_as_a_time(run):
     count = len(json.loads(run("price", "list", "--format", "json").output)["rows"])
     assert first.output.endswith("(published figures, not your contract)\n")
     assert again.output.endswith(f"; {count} replaced earlier entries with the same start\n")
+
+
+@pytest.fixture
+def reported(tmp_path):
+    add_gpus(tmp_path)
+
+
+def add_gpus(tmp_path):
+    """GPUs of two SKUs (and one that reported none) in the store ``run`` uses."""
+    from sqlalchemy import insert
+
+    from wattledger.collector import schema as s
+    from wattledger.collector.db import open_engine
+
+    engine = open_engine(f"sqlite:///{tmp_path / 'w.db'}")
+    gpu = {"node": "node-a", "tags": "{}", "first_seen_ns": 0, "last_seen_ns": 0}
+    with engine.begin() as conn:
+        conn.execute(
+            insert(s.gpus),
+            [
+                {**gpu, "uuid": "GPU-1", "sku": "H200"},
+                {**gpu, "uuid": "GPU-2", "sku": "H100"},
+                {**gpu, "uuid": "GPU-3", "sku": None},
+            ],
+        )
+    engine.dispose()
+
+
+def test_a_sku_no_gpu_reported_is_stored_with_a_warning_and_a_close_match(run, reported):
+    result = run("price", "set", "--sku", "H1OO", "--usd-per-gpu-hour", "2", "--from", "2026-11")
+
+    assert result.exit_code == 0
+    assert result.stderr == (
+        "warning: no GPU has reported SKU 'H1OO' yet; reported SKUs: H100, H200; "
+        "did you mean --sku H100?\n"
+    )
+    assert result.stdout == "price for sku H1OO set from 2026-11-01T00:00:00Z\n"
+    rows = json.loads(run("price", "list", "--format", "json").output)["rows"]
+    assert [row["key"] for row in rows] == ["H1OO"]
+
+
+def test_a_sku_without_a_close_match_is_warned_about_without_a_suggestion(run, reported):
+    result = run("price", "set", "--sku", "GB300", "--usd-per-gpu-hour", "2", "--from", "2026-11")
+
+    assert result.stderr == (
+        "warning: no GPU has reported SKU 'GB300' yet; reported SKUs: H100, H200\n"
+    )
+
+
+def test_a_reported_sku_or_an_empty_fleet_gives_no_warning(run, tmp_path):
+    before = run("price", "set", "--sku", "B200", "--usd-per-gpu-hour", "3", "--from", "2026-11")
+    add_gpus(tmp_path)  # GPUs report after the first price is set
+    after = run("price", "set", "--sku", "h200", "--usd-per-gpu-hour", "3", "--from", "2026-11")
+
+    assert before.stderr == ""
+    assert after.stderr == ""
+
+
+def test_a_defaulted_start_is_stated_plainly(run):
+    result = run("price", "set", "--sku", "H100", "--usd-per-gpu-hour", "2")
+
+    assert result.output == (
+        "price for sku H100 set from 2000-01-01T00:00:00Z "
+        "(the default without --from: it covers all usage before any later price)\n"
+    )

@@ -226,6 +226,39 @@ def test_a_window_without_usage_says_so(fleet_db, report):
     )
 
 
+@pytest.mark.parametrize("report", ["cost", "split", "trend"])
+def test_a_where_that_matches_nothing_says_so_and_how_to_list_values(fleet_db, report):
+    document = as_json(
+        run(report, *WINDOW, "--where", "model=nosuch", "--where", "node=a b", "--format", "json")
+    )
+
+    assert document["rows"] == []
+    assert document["notes"][-1] == (
+        "No usage matches --where model=nosuch --where 'node=a b' in this window; "
+        "wattledger report cost --since 2025-11-24T16:00:00Z --until 2025-11-24T17:00:00Z "
+        "--by model,node lists the values there are."
+    )
+    assert not any("Is an agent running" in note for note in document["notes"])
+
+
+def test_a_where_that_matches_nothing_says_so_under_the_table(fleet_db):
+    result = run("cost", *WINDOW, "--where", "model=nosuch")
+
+    assert result.exit_code == 0
+    assert "No usage matches --where model=nosuch in this window;" in result.stdout
+    assert "Is an agent running" not in result.stdout
+
+
+def test_compare_with_a_where_that_matches_nothing_names_the_where(fleet_db):
+    result = run("compare", *WINDOW, "--where", "model=nosuch", "--where", "model=other")
+
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "error: no architecture 'hopper' (--a) in this window with --where model=nosuch "
+        "--where model=other; present: none\n"
+    )
+
+
 def test_compare_in_a_window_without_usage_names_no_values(fleet_db):
     result = run("compare", "--since", "2026-01-01", "--until", "2026-01-02")
 

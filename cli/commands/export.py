@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from wattledger.cli.app import TIME, App, db_option, pass_app
+from wattledger.cli.app import TIME, App, OutputFile, db_option, pass_app
 from wattledger.cli.chargeback.export import ExportError, export_chargeback
 from wattledger.cli.chargeback.periods import GRANULARITIES, parse_period
 from wattledger.cli.chargeback.settings import parse_chargeback
@@ -44,8 +44,8 @@ def export_group() -> None:
     "--out",
     "out",
     required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="File to write; it is written aside and renamed into place.",
+    type=OutputFile(),
+    help="File to write, in a folder that exists; it is written aside and renamed into place.",
 )
 @click.option(
     "--allow-open",

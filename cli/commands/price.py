@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from wattledger.cli.app import TIME, App, db_option, pass_app
 from wattledger.cli.output import Column, emit, fixed, format_option, text
@@ -17,8 +18,10 @@ from wattledger.cli.reports.prices import (
     describe_price,
     list_prices,
     replaced_by,
+    reported_skus,
     set_prices,
     sku_hint,
+    unreported_sku_warning,
     validate,
 )
 from wattledger.timeutil import iso
@@ -102,18 +105,36 @@ def set_command(
     engine = app.engine(db_url)
     earlier = replaced_by(engine, [entry])
     set_prices(engine, [entry])
-    hint = sku_hint(key) if scope == SCOPE_SKU else None
-    if hint:
-        click.echo(
-            f"note: the agent reports a GPU named {key!r} as SKU {hint}; prices apply by SKU, "
-            f"so this one may match no GPU: use --sku {hint}",
-            err=True,
-        )
+    if scope == SCOPE_SKU:
+        _warn_about_sku(engine, key, entry.key)
     spelled = f" ({key!r} is stored as the SKU {entry.key})" if entry.key != key else ""
-    message = f"price for {scope} {entry.key} set from {iso(effective_from)}{spelled}"
+    message = f"price for {scope} {entry.key}{spelled} set from {iso(effective_from)}"
+    if _defaulted("effective_from"):
+        message += " (the default without --from: it covers all usage before any later price)"
     if earlier:
         message += f"; replaced the earlier price from then (was {describe_price(earlier[0])})"
     click.echo(message)
+
+
+def _defaulted(parameter: str) -> bool:
+    """Whether the person left ``parameter`` at its default."""
+    source = click.get_current_context().get_parameter_source(parameter)
+    return source == ParameterSource.DEFAULT
+
+
+def _warn_about_sku(engine, given: str, sku: str) -> None:
+    """Say on stderr when the SKU priced is unlikely to match a GPU; the price is kept."""
+    hint = sku_hint(given)
+    if hint:
+        click.echo(
+            f"note: the agent reports a GPU named {given!r} as SKU {hint}; prices apply by SKU, "
+            f"so this one may match no GPU: use --sku {hint}",
+            err=True,
+        )
+        return
+    warning = unreported_sku_warning(sku, reported_skus(engine))
+    if warning:
+        click.echo(f"warning: {warning}", err=True)
 
 
 @price_group.command("list")

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import os
+import shlex
 from collections.abc import Callable
 from pathlib import Path
 
 import click
 from rich.progress import BarColumn, Progress, TextColumn
 
-from wattledger.cli.app import TIME, App, db_option, pass_app
+from wattledger.cli.app import TIME, App, OutputFile, db_option, pass_app
 from wattledger.cli.output import Column, emit, fixed, format_option
 from wattledger.cli.reports.compare import ALONG, compare_report
 from wattledger.cli.reports.cost import IDLE_MODES, cost_report
@@ -19,7 +19,7 @@ from wattledger.cli.reports.table_view import money_or_unpriced, table_view
 from wattledger.cli.reports.trend import PERIODS, trend_report
 from wattledger.cli.reports.usage_query import DIMENSIONS
 from wattledger.collector.usage import pending_hours, refresh
-from wattledger.timeutil import ceil_hour, floor_hour
+from wattledger.timeutil import ceil_hour, floor_hour, iso
 
 NO_USAGE = "No usage in this window. Is an agent running, and is the window right?"
 
@@ -113,10 +113,8 @@ def idle_option(func: Callable) -> Callable:
 PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 
 
-class PlotPath(click.ParamType):
+class PlotPath(OutputFile):
     """A picture file to write: .png, .svg or .pdf, in a folder that exists and is writable."""
-
-    name = "FILE"
 
     def convert(self, value, param, ctx):
         path = Path(value).expanduser()
@@ -127,14 +125,7 @@ class PlotPath(click.ParamType):
                 param,
                 ctx,
             )
-        folder = path.parent
-        if path.is_dir():
-            self.fail(f"{value!r} is a directory; give a file name", param, ctx)
-        if not folder.is_dir():
-            self.fail(f"the folder {str(folder)!r} does not exist; create it first", param, ctx)
-        if not os.access(folder, os.W_OK):
-            self.fail(f"cannot write in the folder {str(folder)!r}; pick another", param, ctx)
-        return str(path)
+        return str(super().convert(value, param, ctx))
 
 
 def plot_option(what: str) -> Callable:
@@ -179,14 +170,37 @@ def show(
     title: str,
     places: dict[str, int],
     unpriced_keys: tuple[str, ...] = (),
+    empty: str = NO_USAGE,
 ) -> None:
-    """Emit a report; the table rounds additive columns so rows add up to the total shown."""
+    """Emit a report; the table rounds additive columns so rows add up to the total shown.
+
+    ``empty`` is the note for a report without rows.
+    """
     rows, total = report.rows, report.total
     if not rows:
-        report.notes.append(NO_USAGE)
+        report.notes.append(empty)
     if fmt == "table":
         rows, total, columns = table_view(rows, total, columns, places, unpriced_keys)
     emit(rows, columns, fmt, title=title, total=total, footer=report.notes)
+
+
+def no_usage(where: dict[str, tuple[str, ...]], since: int, until: int) -> str:
+    """Why a report has no rows: nothing in the window, or nothing that --where lets through.
+
+    With --where, "is an agent running?" would point the wrong way; the likelier cause is a value
+    spelled differently from the stored one, so the note gives the command that lists them.
+    """
+    if not where:
+        return NO_USAGE
+    given = " ".join(
+        f"--where {shlex.quote(f'{name}={value}')}"
+        for name, values in where.items()
+        for value in values
+    )
+    listing = (
+        f"wattledger report cost --since {iso(since)} --until {iso(until)} --by {','.join(where)}"
+    )
+    return f"No usage matches {given} in this window; {listing} lists the values there are."
 
 
 def plot_written(path: str, fmt: str) -> None:
@@ -267,7 +281,15 @@ def cost_command(
     report = cost_report(engine, since, until, by, idle=idle, where=where)
 
     columns = key_columns(by) + COST_COLUMNS_LEAD + (COST_COLUMNS_DATA if fmt != "table" else [])
-    show(report, columns, fmt, "Cost per million tokens (USD)", COST_PLACES, ("usd_per_mtok",))
+    show(
+        report,
+        columns,
+        fmt,
+        "Cost per million tokens (USD)",
+        COST_PLACES,
+        ("usd_per_mtok",),
+        empty=no_usage(where, since, until),
+    )
     if plot:
         from wattledger.cli.reports.plots import bar_chart
 
@@ -375,6 +397,7 @@ def split_command(
         "Prefill and decode cost (USD)",
         SPLIT_PLACES,
         ("usd_per_m_input", "usd_per_m_output"),
+        empty=no_usage(where, since, until),
     )
     if plot:
         from wattledger.cli.reports.plots import paired_bars
@@ -466,7 +489,7 @@ def compare_command(
     engine, since, until = prepare(app, db_url, fmt, since, until)
     report = compare_report(engine, since, until, along=along, a=a, b=b, by=by, where=where)
     if not report.rows:
-        report.notes.append(NO_USAGE)
+        report.notes.append(no_usage(where, since, until))
 
     if fmt != "table":
         emit(
@@ -617,7 +640,13 @@ def trend_command(
     columns = [Column("period", "Period", justify="left")] + key_columns(by)
     columns += TREND_TABLE if fmt == "table" else TREND_DATA
     show(
-        report, columns, fmt, f"USD per million tokens per {every}", TREND_PLACES, ("usd_per_mtok",)
+        report,
+        columns,
+        fmt,
+        f"USD per million tokens per {every}",
+        TREND_PLACES,
+        ("usd_per_mtok",),
+        empty=no_usage(where, since, until),
     )
     if plot:
         from wattledger.cli.reports.plots import line_chart

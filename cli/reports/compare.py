@@ -95,7 +95,7 @@ def compare_report(
         present = sorted(
             {g.key[0] for g in groups if g.sums["gpu_seconds"] > 0 or _tokens(g.sums) > 0}
         )
-        a, b = _pick_pair(along, a, b, present)
+        a, b = _pick_pair(along, a, b, present, _scope(where))
         unpriced, unmapped = problems(conn, prices, since, until, groups, where)
 
     sums = {a: {}, b: {}}
@@ -128,13 +128,27 @@ def compare_report(
     return Report(rows, total, notes, unpriced)
 
 
-def _pick_pair(along: str, a: str | None, b: str | None, present: list[str]) -> tuple[str, str]:
+def _scope(where: Mapping[str, str | Sequence[str]] | None) -> str:
+    """Where values were looked for: the window, narrowed by --where when given."""
+    if not where:
+        return "in this window"
+    given = " ".join(
+        f"--where {name}={value}"
+        for name, values in where.items()
+        for value in ((values,) if isinstance(values, str) else values)
+    )
+    return f"in this window with {given}"
+
+
+def _pick_pair(
+    along: str, a: str | None, b: str | None, present: list[str], scope: str = "in this window"
+) -> tuple[str, str]:
     listed = ", ".join(present) if present else "none"
     if a is None or b is None:
         default = DEFAULT_PAIRS.get(along) or (tuple(present) if len(present) == 2 else None)
         if default is None:
             raise ReportError(
-                f"give --a and --b to pick two values of {along}; present in this window: {listed}"
+                f"give --a and --b to pick two values of {along}; present {scope}: {listed}"
             )
         if a is None and b is None:
             a, b = default
@@ -146,7 +160,7 @@ def _pick_pair(along: str, a: str | None, b: str | None, present: list[str]) -> 
         raise ReportError(f"--a and --b are both {a!r}; pick two different values of {along}")
     for value, flag in ((a, "--a"), (b, "--b")):
         if value not in present:
-            raise ReportError(f"no {along} {value!r} ({flag}) in this window; present: {listed}")
+            raise ReportError(f"no {along} {value!r} ({flag}) {scope}; present: {listed}")
     return a, b
 
 

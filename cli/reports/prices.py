@@ -10,6 +10,7 @@ reported. A GPU whose SKU has no price in force is *unpriced*, never free.
 from __future__ import annotations
 
 import bisect
+import difflib
 import logging
 import math
 import time
@@ -93,6 +94,24 @@ def sku_hint(key: str) -> str | None:
     if canonical == UNKNOWN or canonical == canonical_sku(key):
         return None
     return canonical
+
+
+def reported_skus(engine: Engine) -> list[str]:
+    """The SKUs the store's GPUs have reported, sorted."""
+    with engine.connect() as conn:
+        return sorted(row[0] for row in conn.execute(select(s.gpus.c.sku).distinct()) if row[0])
+
+
+def unreported_sku_warning(sku: str, reported: list[str]) -> str | None:
+    """A warning when GPUs have reported SKUs but not ``sku``, with a close match if there is one.
+
+    The price is stored all the same: a price may be set before its GPUs first report.
+    """
+    if not reported or sku in reported:
+        return None
+    message = f"no GPU has reported SKU {sku!r} yet; reported SKUs: {', '.join(reported)}"
+    close = difflib.get_close_matches(sku.upper(), reported, n=1, cutoff=0.5)
+    return message + (f"; did you mean --sku {close[0]}?" if close else "")
 
 
 def _bare(key: str) -> str:
