@@ -1,8 +1,9 @@
 """The collector's HTTP server: OTLP/HTTP on ``/v1/metrics``, plus health and readiness.
 
 Built on the standard library's threading HTTP server: one thread per connection. Requests that
-arrive together are stored in one database transaction (see the ingest). On shutdown the server stops accepting, then waits for requests in flight
-to finish, so a batch is either committed or refused, never half-written.
+arrive together are stored in one database transaction (see the ingest). On shutdown the server
+stops accepting, then waits for requests in flight to finish, so a batch is either committed or
+refused, never half-written.
 """
 
 from __future__ import annotations
