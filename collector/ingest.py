@@ -28,7 +28,7 @@ handful of round trips and one flush per group instead of per request. Checking 
 points happens on each request's own thread, before it joins a group.
 
 Limitation: every stored point writes three rows (its delta or gauge sample, its hour's rollup,
-its series' state), and a collector process spends some 70 microseconds of CPU per point
+its series' state), and a collector process spends some 60 microseconds of CPU per point
 (decoding, checking, the writes); one process uses one core. On a small machine the collector
 therefore stores a tenth of what a bare bulk insert of the same rows manages
 (benchmarks/bench_ingest.py); more throughput takes more collector processes and cores.
