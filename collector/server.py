@@ -44,6 +44,9 @@ class CollectorServer(ThreadingHTTPServer):
 
     daemon_threads = False
     block_on_close = True
+    # A fleet's agents export on the same schedule, so hundreds connect within a moment. The
+    # standard library listens with a backlog of 5; past it, connections are dropped or reset.
+    request_queue_size = 1024
 
     def __init__(
         self,

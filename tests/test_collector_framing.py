@@ -103,3 +103,36 @@ def test_identical_content_lengths_are_taken(address):
     reply = exchange(address, head, body)
 
     assert status_and_body(reply)[0] == b"HTTP/1.1 200 OK"
+
+
+def test_a_fleet_connecting_at_once_is_queued_not_dropped(sqlite_engine):
+    # Nothing accepts yet: every connection must wait in the listen backlog. The standard
+    # library's backlog of 5 would leave the rest unanswered in the handshake.
+    server = CollectorServer(("127.0.0.1", 0), sqlite_engine)
+    clients = []
+    try:
+        for _ in range(200):
+            clients.append(socket.create_connection(server.server_address[:2], timeout=2))
+        head = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        for client in clients:
+            client.sendall(head)
+    except OSError:
+        for client in clients:
+            client.close()
+        server.server_close()
+        raise
+    try:
+        serve_in_thread(server)
+
+        replies = []
+        for client in clients:
+            reply = b""
+            while chunk := client.recv(65536):
+                reply += chunk
+            replies.append(status_and_body(reply))
+    finally:
+        for client in clients:
+            client.close()
+        server.stop()
+
+    assert replies == [(b"HTTP/1.1 200 OK", b"ok\n")] * 200
