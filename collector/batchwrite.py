@@ -12,13 +12,27 @@ NOTHING`` stays as a second guard.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Engine, text
+
+from wattledger.collector.db import SQLITE_BUSY_TIMEOUT_MS
 
 CHUNK = 5_000
 PG_ALL_ROWS = 50_000
+
+# How long a batch waits for another writer's locks, and how long its statements may run. An
+# agent gives up on a request after 10 s; a batch held up longer is answered 503 (retry later)
+# while the agent still listens, instead of piling up behind a lock it cannot see.
+LOCK_WAIT_S = 5.0
+STATEMENT_LIMIT_S = 30.0
+PG_BOUND_WAITS = text(
+    "SELECT set_config('lock_timeout', :lock, true), "
+    "set_config('statement_timeout', :statement, true)"
+)
 
 PG_SERIES_IDS = text(
     "SELECT id, key_hash FROM series WHERE key_hash = ANY(CAST(:keys AS varchar[]))"
@@ -107,6 +121,40 @@ SQLITE_DIRTY = (
     "ON CONFLICT (hour) DO UPDATE SET version = version + 1"
 )
 SQLITE_SERIES_STATE = "UPDATE series SET start_ns = ?, last_ns = ?, last_value = ? WHERE id = ?"
+
+
+@contextmanager
+def bounded_transaction(engine: Engine) -> Iterator[Connection]:
+    """A write transaction that waits at most :data:`LOCK_WAIT_S` for other writers' locks.
+
+    PostgreSQL bounds lock waits and statements for this transaction only (``set_config`` with
+    ``is_local``). SQLite waits for the write lock when the transaction begins, so the
+    connection's busy timeout is shortened around it and restored before it goes back to the
+    pool.
+    """
+    if engine.dialect.name != "sqlite":
+        with engine.begin() as conn:
+            conn.execute(
+                PG_BOUND_WAITS,
+                {
+                    "lock": f"{int(LOCK_WAIT_S * 1000)}ms",
+                    "statement": f"{int(STATEMENT_LIMIT_S * 1000)}ms",
+                },
+            )
+            yield conn
+        return
+
+    with engine.connect() as conn:
+        raw = conn.connection.dbapi_connection
+        raw.execute(f"PRAGMA busy_timeout={int(LOCK_WAIT_S * 1000)}")
+        try:
+            with conn.begin():
+                yield conn
+        finally:
+            try:
+                raw.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            except sqlite3.Error:
+                conn.invalidate()  # never pool a connection with the short timeout
 
 
 class BatchWriter:

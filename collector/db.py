@@ -1,9 +1,9 @@
 """Database connections: which database, how to open it, and whether its schema is current.
 
 The database comes from ``--db``, else ``WATTLEDGER_DB``, else a SQLite file in the user's data
-directory. SQLite is opened in WAL mode with a busy timeout so a report can read while the
-collector writes, and write transactions start with ``BEGIN IMMEDIATE`` so two writers queue
-instead of failing half-way.
+directory. SQLite is opened in WAL mode with a busy timeout, and transactions start with
+``BEGIN IMMEDIATE`` so two writers queue instead of failing half-way. A connection marked
+:data:`READ_ONLY` begins deferred instead and never waits for the writer.
 """
 
 from __future__ import annotations
@@ -24,6 +24,9 @@ logger = logging.getLogger(__name__)
 
 ENV_DB = "WATTLEDGER_DB"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# Execution option of a connection that only reads: on SQLite its transactions begin deferred,
+# so they neither wait for nor hold up the writer.
+READ_ONLY = "wattledger_read_only"
 
 
 def default_db_url() -> str:
@@ -91,7 +94,11 @@ def _open_sqlite(url: str, database: str | None) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _begin_immediate(connection):  # pragma: no cover - exercised on every transaction
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        if connection.get_execution_options().get(READ_ONLY):
+            # A reader in WAL mode never waits for the writer: no write lock to queue for.
+            connection.exec_driver_sql("BEGIN")
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 

@@ -10,7 +10,9 @@ during the one before it.
 
 Each caller still gets its own outcome. If a shared transaction fails, it is rolled back whole
 and every job in it is retried alone, so one request's bad point or exceeded limit is reported to
-that request only and never costs the others their data.
+that request only and never costs the others their data. A failure that says nothing about the
+jobs (the database is down, locked or slow) is not retried: every job of the group gets it at
+once, rather than each waiting out the same outage again.
 """
 
 from __future__ import annotations
@@ -41,11 +43,20 @@ class GroupCommit(Generic[Job]):
 
     ``write`` stores every job it is given in one transaction or raises; ``max_size`` bounds the
     summed ``size`` of the jobs one call takes (a single larger job still goes alone).
+    ``shared_failure(exc)`` says whether an error is the store's rather than a job's: such an
+    error fails the whole group without retrying its jobs one by one.
     """
 
-    def __init__(self, write: Callable[[Sequence[Job]], None], *, max_size: int) -> None:
+    def __init__(
+        self,
+        write: Callable[[Sequence[Job]], None],
+        *,
+        max_size: int,
+        shared_failure: Callable[[Exception], bool] = lambda _exc: False,
+    ) -> None:
         self._write = write
         self._max_size = max_size
+        self._shared_failure = shared_failure
         self._lock = threading.Lock()
         self._queue: deque[_Ticket[Job]] = deque()
         self._leading = False
@@ -101,9 +112,10 @@ class GroupCommit(Generic[Job]):
         try:
             self._write([ticket.job for ticket in group])
         except Exception as exc:
-            if len(group) == 1:
-                group[0].error = exc
-                group[0].done = True
+            if len(group) == 1 or self._shared_failure(exc):
+                for ticket in group:
+                    ticket.error = exc
+                    ticket.done = True
                 return
             logger.debug(
                 "a shared transaction of %d jobs failed (%s); retrying each", len(group), exc

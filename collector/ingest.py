@@ -46,11 +46,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from wattledger import contract as c
 from wattledger.collector import schema as s
-from wattledger.collector.batchwrite import BatchWriter
+from wattledger.collector.batchwrite import BatchWriter, bounded_transaction
+from wattledger.collector.db import READ_ONLY
 from wattledger.collector.dimensions import DimensionWriter
 from wattledger.collector.groupcommit import GroupCommit
 from wattledger.collector.points import (
@@ -126,7 +127,9 @@ class Ingestor:
         self._series_ids: dict[str, int] = {}
         self._dimensions = DimensionWriter()
         self._gpu_owners: dict[str, tuple[str, int]] = {}
-        self._group = GroupCommit(self._write_jobs, max_size=MAX_GROUP_POINTS)
+        self._group = GroupCommit(
+            self._write_jobs, max_size=MAX_GROUP_POINTS, shared_failure=_store_unavailable
+        )
 
     @property
     def group_stats(self) -> tuple[int, int]:
@@ -208,7 +211,7 @@ class Ingestor:
         unknown = sorted(uuid for uuid in claims if uuid not in owners)
         for start in range(0, len(unknown), 1000):
             chunk = unknown[start : start + 1000]
-            with self.engine.connect() as conn:
+            with self.engine.connect().execution_options(**{READ_ONLY: True}) as conn:
                 rows = conn.execute(
                     select(s.gpus.c.uuid, s.gpus.c.node, s.gpus.c.last_seen_ns).where(
                         s.gpus.c.uuid.in_(chunk)
@@ -272,7 +275,7 @@ class Ingestor:
 
         new_ids: dict[str, int] = {}
         try:
-            with self.engine.begin() as conn:
+            with bounded_transaction(self.engine) as conn:
                 writer = BatchWriter(conn)
                 endpoint_ids = self._dimensions.write(conn, accepted)
                 states = self._lock_series(writer, entries, endpoint_ids, new_ids)
@@ -351,6 +354,13 @@ class Ingestor:
                     f"node {node!r} would have {total} series; the limit is {limit} per node "
                     "(collector option --max-series-per-node)"
                 )
+
+
+def _store_unavailable(exc: Exception) -> bool:
+    """An error of the database itself (down, locked, too slow), not of any one request."""
+    if isinstance(exc, OperationalError):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
 # Bounds on what a point may say. A value or time beyond them is a broken or hostile sender:

@@ -1,6 +1,8 @@
 """Group commit: requests that arrive together share a transaction, each with its own outcome."""
 
+import sqlite3
 import threading
+import time
 
 import pytest
 from sqlalchemy import func, select
@@ -242,3 +244,82 @@ def test_both_write_paths_store_the_same_rows(engine, monkeypatch, chunk_rows):
     ]
     assert sorted(tuple(row) for row in dirty) == [(hour0, 3), (hour0 + 3600, 1)]
     assert last == 42_000.0 * 61
+
+
+def test_a_failure_of_the_store_fails_the_whole_group_without_retrying_each_job():
+    class Outage(Exception):
+        pass
+
+    calls = []
+    writer = GatedWriter()
+
+    def write(jobs):
+        writer(jobs)
+        calls.append(list(jobs))
+        if len(calls) > 1:
+            raise Outage("database is locked")
+
+    group = GroupCommit(write, max_size=100, shared_failure=lambda exc: isinstance(exc, Outage))
+    errors = queue_behind_first(group, writer, ["a", "b", "c", "d"])
+
+    assert calls == [["a"], ["b", "c", "d"]]  # no retries one by one
+    assert sorted(errors) == ["b", "c", "d"]
+    assert {str(error) for error in errors.values()} == {"database is locked"}
+
+
+def test_a_writer_holding_sqlite_makes_a_batch_fail_after_the_lock_wait(tmp_path, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    from wattledger.collector import batchwrite
+    from wattledger.collector.db import SQLITE_BUSY_TIMEOUT_MS, open_engine
+    from wattledger.migrations import runner
+
+    monkeypatch.setattr(batchwrite, "LOCK_WAIT_S", 0.3)
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    engine = open_engine(url)
+    runner.upgrade(engine)
+    ingestor = Ingestor(engine)
+    other = sqlite3.connect(tmp_path / "store.db", isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        started = time.monotonic()
+        with pytest.raises(OperationalError, match="database is locked"):
+            ingestor.ingest([node_energy(1, 1, 42_000.0)])
+        waited = time.monotonic() - started
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+
+    assert 0.3 <= waited < 3.0  # the short wait, not the 30 s busy timeout
+    assert ingestor.ingest([node_energy(1, 1, 42_000.0)]).stored_deltas == 1
+    with engine.connect() as conn:
+        # The pooled connection is back on the normal busy timeout.
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == SQLITE_BUSY_TIMEOUT_MS
+    engine.dispose()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("engine", ["postgresql"], indirect=True)
+def test_a_lock_held_on_postgresql_makes_a_batch_fail_after_the_lock_wait(engine, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    from wattledger.collector import batchwrite
+
+    monkeypatch.setattr(batchwrite, "LOCK_WAIT_S", 0.3)
+    ingestor = Ingestor(engine)
+    ingestor.ingest([node_energy(1, 1, 42_000.0)])  # the series exists; only deltas will wait
+
+    with engine.connect() as holder:
+        holder.exec_driver_sql("LOCK TABLE deltas IN EXCLUSIVE MODE")
+        started = time.monotonic()
+        with pytest.raises(OperationalError, match="lock timeout"):
+            ingestor.ingest([node_energy(1, 2, 84_000.0)])
+        waited = time.monotonic() - started
+        holder.rollback()
+
+    assert 0.3 <= waited < 3.0
+    assert ingestor.ingest([node_energy(1, 2, 84_000.0)]).stored_deltas == 1
+    with engine.connect() as conn:
+        assert conn.execute(select(func.sum(s.deltas.c.value))).scalar() == 84_000.0
+        # The bounds were the transaction's own: this session has the server's defaults.
+        assert conn.exec_driver_sql("SHOW lock_timeout").scalar() == "0"
