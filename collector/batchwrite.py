@@ -1,9 +1,9 @@
 """The ingest's hot writes, in as few round trips as each database allows.
 
-Every statement here is fixed text with bound parameters. On PostgreSQL each write is one
-statement over arrays (``unnest``), sent as array literals, so a batch of any size costs a
-handful of round trips; on SQLite, which runs in-process, each is one ``executemany`` over
-plain tuples.
+Every statement here is fixed text with bound parameters. On PostgreSQL a batch's writes are
+one statement over arrays (``unnest``, sent as array literals), so a batch of any size costs a
+handful of round trips; on SQLite, which runs in-process, each table's write is one
+``executemany`` over plain tuples.
 
 New deltas and gauge samples cannot collide with stored ones: the ingest writes only points
 after the last one stored for their series, read under the series' row lock. ``ON CONFLICT DO
@@ -43,34 +43,9 @@ PG_LOCK = text(
     "FROM unnest(CAST(:ids AS bigint[])) AS v(id) JOIN series AS s ON s.id = v.id "
     "ORDER BY s.id FOR UPDATE OF s"
 )
-PG_DELTAS = text(
-    "INSERT INTO deltas (series_id, end_ns, start_ns, value) "
-    "SELECT * FROM unnest(CAST(:a AS bigint[]), CAST(:b AS bigint[]), CAST(:c AS bigint[]), "
-    "CAST(:d AS float8[])) ON CONFLICT DO NOTHING"
-)
-PG_GAUGES = text(
-    "INSERT INTO gauge_samples (series_id, t_ns, value) "
-    "SELECT * FROM unnest(CAST(:a AS bigint[]), CAST(:b AS bigint[]), CAST(:c AS float8[])) "
-    "ON CONFLICT DO NOTHING"
-)
-PG_ROLLUPS = text(
-    "INSERT INTO rollup_hourly (series_id, hour, value, seconds, active_seconds, samples) "
-    "SELECT * FROM unnest(CAST(:a AS bigint[]), CAST(:b AS bigint[]), CAST(:c AS float8[]), "
-    "CAST(:d AS float8[]), CAST(:e AS float8[]), CAST(:f AS bigint[])) "
-    "ON CONFLICT (series_id, hour) DO UPDATE SET "
-    "value = rollup_hourly.value + excluded.value, "
-    "seconds = rollup_hourly.seconds + excluded.seconds, "
-    "active_seconds = rollup_hourly.active_seconds + excluded.active_seconds, "
-    "samples = rollup_hourly.samples + excluded.samples"
-)
-PG_SERIES_STATE = text(
-    "UPDATE series SET start_ns = v.start_ns, last_ns = v.last_ns, last_value = v.last_value "
-    "FROM unnest(CAST(:a AS bigint[]), CAST(:b AS bigint[]), CAST(:c AS bigint[]), "
-    "CAST(:d AS float8[])) AS v(id, start_ns, last_ns, last_value) WHERE series.id = v.id"
-)
-
 # Everything a batch writes after reading its series' state, in one statement and one round
 # trip. Each part writes another table, so no row is touched twice; an empty array writes nothing.
+# Parameters: d* deltas, g* gauge samples, r* rollups, h* dirty hours, s* series states.
 PG_ALL = text(
     "WITH "
     "new_deltas AS (INSERT INTO deltas (series_id, end_ns, start_ns, value) "
@@ -111,10 +86,6 @@ SQLITE_ROLLUPS = (
     "value = value + excluded.value, seconds = seconds + excluded.seconds, "
     "active_seconds = active_seconds + excluded.active_seconds, "
     "samples = samples + excluded.samples"
-)
-PG_DIRTY = text(
-    "INSERT INTO dirty_hours (hour, version) SELECT h, 1 FROM unnest(CAST(:a AS bigint[])) AS v(h) "
-    "ON CONFLICT (hour) DO UPDATE SET version = dirty_hours.version + 1"
 )
 SQLITE_DIRTY = (
     "INSERT INTO dirty_hours (hour, version) VALUES (?, 1) "
@@ -212,59 +183,33 @@ class BatchWriter:
     ) -> None:
         """Write a batch's deltas, gauge samples, rollups, dirty hours and series states.
 
-        On PostgreSQL a batch that fits one chunk is one statement; anything larger, and
-        SQLite, take one statement per table.
+        On PostgreSQL that is one statement per :data:`PG_ALL_ROWS` rows of the longest part;
+        on SQLite one ``executemany`` per table.
         """
-        parts = {"d": deltas, "g": gauges, "r": rollups, "s": states}
-        if self.postgres and max(len(rows) for rows in parts.values()) <= PG_ALL_ROWS:
-            params = {"ha": _array_literal(hours)}
-            for prefix, rows in parts.items():
-                width = {"d": 4, "g": 3, "r": 6, "s": 4}[prefix]
-                columns = list(zip(*rows, strict=True)) if rows else [()] * width
+        dirty = [(hour,) for hour in hours]
+        if not self.postgres:
+            for statement, rows in (
+                (SQLITE_DELTAS, deltas),
+                (SQLITE_GAUGES, gauges),
+                (SQLITE_ROLLUPS, rollups),
+                (SQLITE_DIRTY, dirty),
+                (SQLITE_SERIES_STATE, [(b, c, d, a) for a, b, c, d in states]),
+            ):
+                if rows:
+                    self.conn.exec_driver_sql(statement, rows)
+            return
+
+        parts = {"d": (deltas, 4), "g": (gauges, 3), "r": (rollups, 6), "h": (dirty, 1)}
+        parts["s"] = (states, 4)
+        longest = max(len(rows) for rows, _width in parts.values())
+        for start in range(0, longest, PG_ALL_ROWS):
+            params = {}
+            for prefix, (rows, width) in parts.items():
+                chunk = rows[start : start + PG_ALL_ROWS]
+                columns = list(zip(*chunk, strict=True)) if chunk else [()] * width
                 for name, column in zip("abcdef", columns, strict=False):
                     params[prefix + name] = _array_literal(column)
             self.conn.execute(PG_ALL, params)
-            return
-
-        self.deltas(deltas)
-        self.gauges(gauges)
-        self.rollups(rollups)
-        self.dirty_hours(hours)
-        self.series_states(states)
-
-    def dirty_hours(self, hours: list[int]) -> None:
-        """Mark ``hours`` for the usage refresh (each hour's version goes up by one)."""
-        self._write(PG_DIRTY, SQLITE_DIRTY, [(hour,) for hour in hours])
-
-    def deltas(self, rows: list[tuple[int, int, int, float]]) -> None:
-        self._write(PG_DELTAS, SQLITE_DELTAS, rows)
-
-    def gauges(self, rows: list[tuple[int, int, float]]) -> None:
-        self._write(PG_GAUGES, SQLITE_GAUGES, rows)
-
-    def rollups(self, rows: list[tuple[int, int, float, float, float, int]]) -> None:
-        self._write(PG_ROLLUPS, SQLITE_ROLLUPS, rows)
-
-    def series_states(self, rows: list[tuple[int, int | None, int | None, float | None]]) -> None:
-        """Store (id, start_ns, last_ns, last_value) for each series the batch moved."""
-        if self.postgres:
-            self._write(PG_SERIES_STATE, "", rows)
-        else:
-            self._write(None, SQLITE_SERIES_STATE, [(b, c, d, a) for a, b, c, d in rows])
-
-    def _write(self, pg_statement, sqlite_statement: str, rows: list[tuple[Any, ...]]) -> None:
-        if not rows:
-            return
-        for chunk in _chunks(rows, PG_ALL_ROWS):
-            if self.postgres:
-                columns = list(zip(*chunk, strict=True))
-                names = "abcdef"[: len(columns)]
-                self.conn.execute(
-                    pg_statement,
-                    {n: _array_literal(col) for n, col in zip(names, columns, strict=True)},
-                )
-            else:
-                self.conn.exec_driver_sql(sqlite_statement, list(chunk))
 
 
 def _array_literal(values: Sequence[int | float | None]) -> str:

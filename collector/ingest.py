@@ -131,11 +131,6 @@ class Ingestor:
             self._write_jobs, max_size=MAX_GROUP_POINTS, shared_failure=_store_unavailable
         )
 
-    @property
-    def group_stats(self) -> tuple[int, int]:
-        """(transactions, requests) written so far: how much requests were grouped."""
-        return self._group.groups, self._group.jobs
-
     def ingest(
         self,
         points: Iterable[Point],

@@ -214,7 +214,7 @@ def _second_gpu(node: int) -> Point:
     return Point(c.METRIC_ENERGY, COUNTER, RESOURCE_OF[node], attrs, T0, T0 + 60 * S, 1.0)
 
 
-@pytest.mark.parametrize("chunk_rows", [50_000, 1], ids=["one-statement", "table-by-table"])
+@pytest.mark.parametrize("chunk_rows", [50_000, 1], ids=["one-statement", "row-by-row-chunks"])
 def test_both_write_paths_store_the_same_rows(engine, monkeypatch, chunk_rows):
     from wattledger.collector import batchwrite
 

@@ -143,25 +143,14 @@ class Accountant:
         utilization = None
         if not device.mig and raw.utilization_pct is not None:
             utilization = raw.utilization_pct / 100
-        return GpuReading(
-            uuid=device.uuid,
-            index=device.index,
-            name=device.name,
-            sku=device.sku,
-            architecture=device.architecture,
-            energy_joules=track.energy_j,
-            energy_source=_energy_source(device),
+        return _reading(
+            track,
             power_watts=power_w,
-            power_scope=device.power_scope,
             utilization=utilization,
             memory_used_bytes=raw.memory_used_bytes,
             memory_total_bytes=raw.memory_total_bytes,
-            module_energy_joules=track.module_energy_j if track.module_key else None,
-            energy_start_ns=track.energy_start_ns,
-            module_energy_start_ns=track.module_start_ns if track.module_key else None,
             mig_instances=self._mig_readings(device, raw.mig_activity_pct),
             module_power_watts=module_power_w if device.module_leader else None,
-            module_id=device.module_id,
         )
 
     def _count_energy(self, track: GpuTrack, energy_mj: int | None, t_ns: int) -> float | None:
@@ -259,27 +248,35 @@ class Accountant:
 
     def held(self, track: GpuTrack, *, healthy: bool, problem: str | None) -> GpuReading:
         """A reading with the totals held and no gauges: for a gap, a lost GPU, no driver."""
-        device = track.device
-        return GpuReading(
-            uuid=device.uuid,
-            index=device.index,
-            name=device.name,
-            sku=device.sku,
-            architecture=device.architecture,
-            energy_joules=track.energy_j,
-            energy_source=_energy_source(device),
+        return _reading(
+            track,
             power_watts=None,
-            power_scope=device.power_scope,
             utilization=None,
             memory_used_bytes=None,
             memory_total_bytes=None,
-            module_energy_joules=track.module_energy_j if track.module_key else None,
-            energy_start_ns=track.energy_start_ns,
-            module_energy_start_ns=track.module_start_ns if track.module_key else None,
             healthy=healthy,
-            module_id=device.module_id,
             problem=problem,
         )
+
+
+def _reading(track: GpuTrack, **measured) -> GpuReading:
+    """A reading of ``track``'s GPU: who it is and its energy totals, plus ``measured``."""
+    device = track.device
+    return GpuReading(
+        uuid=device.uuid,
+        index=device.index,
+        name=device.name,
+        sku=device.sku,
+        architecture=device.architecture,
+        energy_joules=track.energy_j,
+        energy_source=_energy_source(device),
+        power_scope=device.power_scope,
+        module_energy_joules=track.module_energy_j if track.module_key else None,
+        energy_start_ns=track.energy_start_ns,
+        module_energy_start_ns=track.module_start_ns if track.module_key else None,
+        module_id=device.module_id,
+        **measured,
+    )
 
 
 def _energy_source(device: GpuDevice) -> str:

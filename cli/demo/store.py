@@ -17,6 +17,7 @@ from pathlib import Path
 from sqlalchemy import Engine, func, select
 
 from wattledger import contract as c
+from wattledger.cli.database import SQLITE_PREFIX
 from wattledger.cli.demo.figures import BOARDS
 from wattledger.cli.reports.prices import SCOPE_SITE, SCOPE_SKU, PriceEntry
 from wattledger.collector import schema as s
@@ -33,7 +34,6 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_PATH = "wattledger-demo.db"
 DEMO_APPLICATION_ID = 0x574C444D  # "WLDM" in the SQLite header
-SQLITE_PREFIX = "sqlite:///"
 PARTIAL_SUFFIX = ".partial"
 SIDE_FILES = ("-wal", "-shm", "-journal")
 
